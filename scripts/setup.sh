@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 changed=()
 note() { changed+=("$1"); echo "setup: $1"; }
+# Run a command quietly; show its output only if it fails.
+quiet() { local out; if ! out=$("$@" 2>&1); then echo "$out" >&2; return 1; fi; }
 
 DEB_PACKAGES=(
     python3-bpfcc bpfcc-tools python3-venv python3-dev iproute2 nftables conntrack
@@ -20,8 +22,8 @@ for pkg in "${DEB_PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    quiet apt-get update -qq
+    quiet apt-get install -y -qq --no-install-recommends "${missing[@]}"
     note "installed Debian packages: ${missing[*]}"
 fi
 
@@ -49,8 +51,8 @@ if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys; sys.exit(sy
 fi
 stamp=.venv/.triolb-installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test]'
+    quiet .venv/bin/python -m pip install -q --upgrade pip
+    quiet .venv/bin/python -m pip install -q -e '.[test]'
     touch "$stamp"
     note "installed triolb (editable) with test extras into .venv"
 fi

@@ -1,0 +1,178 @@
+"""The triolb daemon: one Trio nursery holding the node's services under a supervisor.
+
+Start-up order is explicit: boot duties, then each service with `nursery.start`. Signals:
+SIGTERM/SIGINT stop gracefully, SIGHUP reloads the configuration file.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import attrs
+import trio
+
+from . import boot
+from .config import Config, ConfigError, load_config
+from .looplag import LoopLagMonitor
+from .state import StateKey, StateStore
+from .structlog import get_logger
+from .supervisor import RestartPolicy, ServiceEscalation, ServiceSpec, Supervisor
+
+log = get_logger("daemon")
+
+RUNNING_CONFIG = StateKey[Config]("config/running")
+CONFIG_GENERATION = StateKey[int]("config/generation")
+LAST_RELOAD = StateKey["ReloadResult"]("config/last_reload")
+BOOT_REPORT = StateKey["BootReport"]("daemon/boot")
+
+
+@attrs.frozen
+class ReloadResult:
+    ok: bool
+    generation: int
+    errors: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class BootReport:
+    sysctl_changes: tuple[boot.SysctlChange, ...]
+    bpffs_mounted: bool
+    interfaces: tuple[str, ...]
+    missing_interfaces: tuple[str, ...]
+
+
+@attrs.frozen
+class DaemonOptions:
+    config_path: Path
+    #: Perform the boot duties (sysctls, bpffs, interface wait). Off only for tests that run
+    #: the daemon where it must not touch the network namespace.
+    boot: bool = True
+    interface_wait_s: float = 30.0
+
+
+def required_interfaces(cfg: Config) -> list[str]:
+    """Interfaces the config names explicitly (HA groups); the daemon waits for them."""
+    if cfg.ha is None:
+        return []
+    return sorted({group.interface for group in cfg.ha.groups})
+
+
+class Daemon:
+    def __init__(self, options: DaemonOptions, config: Config) -> None:
+        self.options = options
+        self.store = StateStore()
+        self.exit_code = 0
+        self._generation = 1
+        self._cancel = trio.CancelScope()
+        self.store.publish(RUNNING_CONFIG, config)
+        self.store.publish(CONFIG_GENERATION, self._generation)
+
+    @property
+    def config(self) -> Config:
+        return self.store.require(RUNNING_CONFIG)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> int:
+        cfg = self.config
+        log.info(
+            "daemon_starting",
+            node=cfg.node.name,
+            node_id=cfg.node.id,
+            config=str(self.options.config_path),
+        )
+        if self.options.boot:
+            await self._boot(cfg)
+        with self._cancel:
+            async with trio.open_nursery() as nursery:
+                supervisor = Supervisor(nursery, self.store, self._escalated)
+                await nursery.start(self._signals)
+                await supervisor.start(
+                    ServiceSpec("looplag", LoopLagMonitor(self.store).run, RestartPolicy())
+                )
+                # The BGP speaker, HA election, conntrack sync, dataplane programmer and web
+                # API join here, each with supervisor.start(), as they are built.
+                log.info("daemon_ready", services=supervisor.names)
+                task_status.started()
+        log.info("daemon_stopped", exit_code=self.exit_code)
+        return self.exit_code
+
+    def stop(self, exit_code: int = 0) -> None:
+        self.exit_code = exit_code
+        self._cancel.cancel()
+
+    def _escalated(self, escalation: ServiceEscalation) -> None:
+        log.error("daemon_stopping_on_escalation", service=escalation.name)
+        self.stop(1)
+
+    async def _signals(self, *, task_status: trio.TaskStatus[None]) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+            task_status.started()
+            async for signum in sigs:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                else:
+                    log.info("daemon_signal", signal=signal.Signals(signum).name)
+                    self.stop(0)
+
+    async def reload(self) -> ReloadResult:
+        """Validate the config file and make it the running config; a bad file changes nothing."""
+        path = self.options.config_path
+        try:
+            new = await trio.to_thread.run_sync(load_config, path)
+        except ConfigError as exc:
+            result = ReloadResult(False, self._generation, tuple(str(e) for e in exc.errors))
+            log.error("reload_rejected", config=str(path), errors=list(result.errors))
+        except OSError as exc:
+            result = ReloadResult(False, self._generation, (f"{path}: {exc.strerror}",))
+            log.error("reload_rejected", config=str(path), errors=list(result.errors))
+        else:
+            if new == self.config:
+                result = ReloadResult(True, self._generation)
+                log.info("reload_unchanged", generation=self._generation)
+            else:
+                self._generation += 1
+                self.store.publish(RUNNING_CONFIG, new)
+                self.store.publish(CONFIG_GENERATION, self._generation)
+                result = ReloadResult(True, self._generation)
+                log.info("reload_applied", generation=self._generation)
+        self.store.publish(LAST_RELOAD, result)
+        return result
+
+    async def _boot(self, cfg: Config) -> None:
+        interfaces = await self._wait_interfaces(required_interfaces(cfg))
+        selected = boot.selected_interfaces(
+            interfaces, cfg.interfaces.include, cfg.interfaces.exclude
+        )
+        settings = [*boot.GLOBAL_SYSCTLS, *boot.interface_sysctls(selected)]
+        changes = await trio.to_thread.run_sync(boot.write_sysctls, settings)
+        for change in changes:
+            log.info("sysctl_set", name=change.name, old=change.old, new=change.new)
+        mounted = await trio.to_thread.run_sync(boot.mount_bpffs)
+        if mounted:
+            log.info("bpffs_mounted", path=str(boot.BPFFS))
+        missing = [name for name in required_interfaces(cfg) if name not in interfaces]
+        self.store.publish(
+            BOOT_REPORT,
+            BootReport(tuple(changes), mounted, tuple(selected), tuple(missing)),
+        )
+
+    async def _wait_interfaces(self, required: list[str]) -> dict[str, str]:
+        """Wait (bounded) until every required interface exists; return what exists."""
+        with trio.move_on_after(self.options.interface_wait_s):
+            while True:
+                present = await trio.to_thread.run_sync(boot.list_interfaces)
+                missing = [name for name in required if name not in present]
+                if not missing:
+                    return present
+                log.info("waiting_for_interfaces", missing=missing)
+                await trio.sleep(0.5)
+        present = await trio.to_thread.run_sync(boot.list_interfaces)
+        log.warning("interfaces_missing", missing=[n for n in required if n not in present])
+        return present
+
+
+def run_daemon(options: DaemonOptions) -> int:
+    """Load the config and run the daemon until it is stopped; returns the exit code."""
+    config = load_config(options.config_path)
+    daemon = Daemon(options, config)
+    return trio.run(daemon.run)
