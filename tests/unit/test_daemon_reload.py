@@ -1,0 +1,60 @@
+"""The daemon in-process without boot duties: start, reload (good and bad), stop."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from appliance.config import load_config
+from appliance.daemon import (
+    CONFIG_GENERATION,
+    LAST_RELOAD,
+    RUNNING_CONFIG,
+    Daemon,
+    DaemonOptions,
+)
+from appliance.looplag import LOOP_LAG
+from appliance.supervisor import ServiceState, service_key
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def _copy_example(tmp_path: Path) -> Path:
+    shutil.copytree(EXAMPLES / "secrets", tmp_path / "secrets")
+    path = tmp_path / "node1.yaml"
+    shutil.copy(EXAMPLES / "scenario2-bgp-active-backup-node1.yaml", path)
+    return path
+
+
+async def test_reload_applies_valid_and_rejects_invalid(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = _copy_example(tmp_path)
+    daemon = Daemon(DaemonOptions(path, boot=False), load_config(path))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        await trio.sleep(2)
+        assert daemon.store.require(service_key("looplag")).state is ServiceState.RUNNING
+        assert daemon.store.get(LOOP_LAG) is not None
+
+        unchanged = await daemon.reload()
+        assert unchanged.ok and unchanged.generation == 1
+
+        path.write_text(path.read_text().replace("name: node1", "name: node1b"))
+        applied = await daemon.reload()
+        assert applied.ok and applied.generation == 2
+        assert daemon.config.node.name == "node1b"
+
+        path.write_text(path.read_text() + "bogus: 1\n")
+        rejected = await daemon.reload()
+        assert not rejected.ok
+        assert any("bogus" in e and "unknown key" in e for e in rejected.errors)
+        assert daemon.store.require(CONFIG_GENERATION) == 2
+        assert daemon.store.require(RUNNING_CONFIG).node.name == "node1b"
+        assert daemon.store.require(LAST_RELOAD) == rejected
+
+        daemon.stop()
+    assert daemon.exit_code == 0
