@@ -124,10 +124,10 @@ def test_example_secrets_exist_and_have_no_comments() -> None:
     assert "lab" in (EXAMPLES / "secrets" / "README").read_text().lower()
 
 
-def test_reference_example_in_the_docs_validates() -> None:
-    doc = (EXAMPLES.parent / "docs" / "configuration.md").read_text()
+def test_reference_example_in_the_readme_validates() -> None:
+    doc = (EXAMPLES.parent / "README.md").read_text()
     blocks = [b.split("```", 1)[0] for b in doc.split("```yaml\n")[1:]]
     assert len(blocks) == 1
-    cfg = parse_config(blocks[0], source="docs/configuration.md", base_dir=EXAMPLES)
+    cfg = parse_config(blocks[0], source="README.md", base_dir=EXAMPLES)
     assert parse_config(dump_config(cfg)) == cfg
     assert cfg.ha is not None and len(cfg.ha.groups[0].track) == 4
