@@ -22,6 +22,7 @@ class ErrorCode(IntEnum):
     FSM_ERROR = 5
     CEASE = 6
     ROUTE_REFRESH_MESSAGE_ERROR = 7
+    SEND_HOLD_TIMER_EXPIRED = 8  # RFC 9687
 
 
 class MessageHeaderSubcode(IntEnum):
@@ -96,6 +97,12 @@ class CeaseSubcode(IntEnum):
     BFD_DOWN = 10
 
 
+class SendHoldTimerSubcode(IntEnum):
+    """Send Hold Timer Expired has no subcodes (RFC 9687 §4)."""
+
+    UNSPECIFIC = 0
+
+
 class RouteRefreshSubcode(IntEnum):
     """ROUTE-REFRESH Message Error subcodes (RFC 7313 §5)."""
 
@@ -111,6 +118,7 @@ _SUBCODES: dict[ErrorCode, type[IntEnum]] = {
     ErrorCode.FSM_ERROR: FsmSubcode,
     ErrorCode.CEASE: CeaseSubcode,
     ErrorCode.ROUTE_REFRESH_MESSAGE_ERROR: RouteRefreshSubcode,
+    ErrorCode.SEND_HOLD_TIMER_EXPIRED: SendHoldTimerSubcode,
 }
 
 
