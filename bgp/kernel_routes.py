@@ -26,7 +26,8 @@ import attrs
 from bgp.decision import Selection
 from bgp.types import Prefix
 
-PROTO = 201  # triolb's own: 186 is "bgp" in rt_protos and used by FRR, whose routes we must not touch
+# triolb's own route protocol number: 186 is "bgp" in rt_protos and FRR uses it.
+PROTO = 201
 METRIC = 20
 MAIN_TABLE = 254
 _RTN_UNICAST = 1
