@@ -12,8 +12,12 @@ from pathlib import Path
 import attrs
 import trio
 
+from bgp.speaker import BgpSpeaker
+
 from . import boot
 from .config import Config, ConfigError, load_config
+from .controller import IntentController
+from .keys import CONFIG_GENERATION, RUNNING_CONFIG
 from .looplag import LoopLagMonitor
 from .state import StateKey, StateStore
 from .structlog import get_logger
@@ -21,8 +25,8 @@ from .supervisor import RestartPolicy, ServiceEscalation, ServiceSpec, Superviso
 
 log = get_logger("daemon")
 
-RUNNING_CONFIG = StateKey[Config]("config/running")
-CONFIG_GENERATION = StateKey[int]("config/generation")
+__all__ = ["CONFIG_GENERATION", "LAST_RELOAD", "RUNNING_CONFIG", "Daemon", "DaemonOptions"]
+
 LAST_RELOAD = StateKey["ReloadResult"]("config/last_reload")
 BOOT_REPORT = StateKey["BootReport"]("daemon/boot")
 
@@ -89,12 +93,23 @@ class Daemon:
                 await supervisor.start(
                     ServiceSpec("looplag", LoopLagMonitor(self.store).run, RestartPolicy())
                 )
-                # The BGP speaker, HA election, conntrack sync, dataplane programmer and web
-                # API join here, each with supervisor.start(), as they are built.
+                await supervisor.start(
+                    ServiceSpec("intent", IntentController(self.store).run, critical=True)
+                )
+                if cfg.bgp is not None:
+                    await supervisor.start(ServiceSpec("bgp", self._run_bgp))
+                # HA election, conntrack sync, the dataplane programmer and the web API join
+                # here, each with supervisor.start(), as they are built.
                 log.info("daemon_ready", services=supervisor.names)
                 task_status.started()
         log.info("daemon_stopped", exit_code=self.exit_code)
         return self.exit_code
+
+    async def _run_bgp(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """A fresh speaker for each (re)start: the supervisor restarts from a clean slate."""
+        bgp = self.config.bgp
+        assert bgp is not None
+        await BgpSpeaker(bgp, self.store).run(task_status=task_status)
 
     def stop(self, exit_code: int = 0) -> None:
         self.exit_code = exit_code

@@ -15,6 +15,7 @@ import attrs
 
 from .config.model import AdvertAttrs, Config, Service
 from .config.values import Community, IPAddress, IPNetwork, LargeCommunity
+from .state import StateKey
 
 
 class HaRole(enum.StrEnum):
@@ -24,6 +25,15 @@ class HaRole(enum.StrEnum):
     BACKUP = "backup"
     ACTIVE = "active"
     FAULT = "fault"
+
+
+#: The node's current intent, published by the intent controller.
+INTENT = StateKey["NodeIntent"]("intent")
+
+
+def role_key(group_id: int) -> StateKey[HaRole]:
+    """Where the HA election publishes a group's role."""
+    return StateKey(f"ha/{group_id}/role")
 
 
 #: Endpoint health keyed by (service name, endpoint address, endpoint port); missing = healthy.
@@ -94,16 +104,19 @@ def compute_intent(
         if attrs_for_role is None:
             continue
         prefix = host_prefix(vip)
-        advert = RouteAdvert(
+        earlier = adverts.get(prefix)
+        communities = (*attrs_for_role.communities, *service.communities)
+        large = (*attrs_for_role.large_communities, *service.large_communities)
+        if earlier is not None:  # two services on one VIP: one route, all their communities
+            communities = (*earlier.communities, *communities)
+            large = (*earlier.large_communities, *large)
+        adverts[prefix] = RouteAdvert(
             prefix,
             attrs_for_role.med,
             attrs_for_role.prepend,
-            attrs_for_role.communities,
-            attrs_for_role.large_communities,
+            tuple(dict.fromkeys(communities)),
+            tuple(dict.fromkeys(large)),
         )
-        # two services on one VIP: the route goes out once; the better (lower) MED wins
-        if prefix not in adverts or advert.med < adverts[prefix].med:
-            adverts[prefix] = advert
     owned: set[tuple[str, IPAddress]] = set()
     if cfg.ha is not None:
         for group in cfg.ha.groups:

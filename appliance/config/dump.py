@@ -122,6 +122,10 @@ def _service(svc: Service) -> Tree:
     tree["endpoints"] = [_endpoint(ep) for ep in svc.endpoints]
     if svc.probe is not None:
         tree["probe"] = _probe(svc.probe)
+    if svc.communities:
+        tree["communities"] = [str(c) for c in svc.communities]
+    if svc.large_communities:
+        tree["large_communities"] = [str(c) for c in svc.large_communities]
     return tree
 
 
@@ -160,6 +164,8 @@ def _peer(peer: BgpPeer) -> Tree:
     tree: Tree = {"address": str(peer.address), "asn": peer.asn, "port": peer.port}
     _put(tree, "password_file", peer.password_file)
     tree.update(hold_time=peer.hold_time, passive=peer.passive, ttl_security=peer.ttl_security)
+    _put(tree, "multihop_ttl", peer.multihop_ttl)
+    _put(tree, "max_prefixes", peer.max_prefixes)
     _put(tree, "description", peer.description)
     return tree
 
@@ -191,6 +197,10 @@ def _bgp(bgp: Bgp) -> Tree:
             "backup": _attrs(bgp.advertise.backup),
         },
         "import": [_prefix_filter(f) for f in bgp.imports],
+        "graceful_restart": {
+            "enabled": bgp.graceful_restart.enabled,
+            "restart_time": bgp.graceful_restart.restart_time,
+        },
     }
 
 

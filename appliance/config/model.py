@@ -140,6 +140,8 @@ class Service:
     persist_timeout_s: int = 300  # used by selection "persist" only
     source: IPAddress | None = None  # fullnat only: floating source address
     probe: Probe | None = None  # None: endpoints are not probed (always up)
+    communities: tuple[Community, ...] = ()  # added to this service's VIP route
+    large_communities: tuple[LargeCommunity, ...] = ()
 
     def probe_for(self, endpoint: Endpoint) -> Probe | None:
         """The probe that applies to ``endpoint``: its own, else the service's."""
@@ -192,7 +194,9 @@ class BgpPeer:
     password_file: Path | None = None
     hold_time: int = 90
     passive: bool = False
-    ttl_security: bool = False
+    ttl_security: bool = False  # GTSM (RFC 5082): send TTL 255, accept only TTL 255
+    multihop_ttl: int | None = None  # eBGP multihop: outgoing TTL (None: system default)
+    max_prefixes: int | None = None  # accepted-prefix limit; exceeded: Cease/1 (RFC 4486)
     description: str | None = None
 
 
@@ -206,8 +210,8 @@ class AdvertAttrs:
     large_communities: tuple[LargeCommunity, ...] = ()
 
 
-ACTIVE_ADVERT = AdvertAttrs()
-BACKUP_ADVERT = AdvertAttrs(med=100, prepend=3)
+ACTIVE_ADVERT = AdvertAttrs(med=10)
+BACKUP_ADVERT = AdvertAttrs(med=20, prepend=3)
 
 
 @attrs.frozen
@@ -219,6 +223,15 @@ class Advertise:
 
 
 @attrs.frozen
+class GracefulRestart:
+    """RFC 4724. With it, a daemon restart keeps our routes at the peers (no withdraw) for up
+    to ``restart_time`` seconds, and we keep a restarting peer's routes as stale as long."""
+
+    enabled: bool = True
+    restart_time: int = 30  # 1-4095 s; short, so a node that never returns is dropped soon
+
+
+@attrs.frozen
 class Bgp:
     asn: int
     router_id: ipaddress.IPv4Address  # filled from node.router_id when not given
@@ -227,6 +240,7 @@ class Bgp:
     peers: tuple[BgpPeer, ...] = ()
     advertise: Advertise = Advertise()
     imports: tuple[PrefixFilter, ...] = ()  # YAML key "import"; empty: accept nothing (RFC 8212)
+    graceful_restart: GracefulRestart = GracefulRestart()
 
 
 @attrs.frozen

@@ -16,7 +16,16 @@ from typing import TypeVar
 import yaml
 
 from .reader import Converter, Dropped, Field, Invalid, convert
-from .values import IPAddress, IPNetwork, SocketAddress, parse_ip, parse_ipv4, parse_network
+from .values import (
+    Community,
+    IPAddress,
+    IPNetwork,
+    LargeCommunity,
+    SocketAddress,
+    parse_ip,
+    parse_ipv4,
+    parse_network,
+)
 from .yaml_source import BOOL_TAG, INT_TAG, NULL_TAG, YScalar
 
 T = TypeVar("T")
@@ -175,3 +184,17 @@ def items_of(item: Converter[T]) -> Converter[tuple[T | None, ...]]:
         return tuple(r.get() if r.ok else None for r in results)
 
     return conv
+
+
+def community(field: Field) -> Community:
+    try:
+        return Community.parse(text(field))
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def large_community(field: Field) -> LargeCommunity:
+    try:
+        return LargeCommunity.parse(text(field))
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import ipaddress
 
-from .model import ACTIVE_ADVERT, BACKUP_ADVERT, AdvertAttrs, Advertise, Bgp, BgpPeer
-from .reader import Converter, Dropped, Field, Invalid, Missing
+from .model import (
+    ACTIVE_ADVERT,
+    BACKUP_ADVERT,
+    AdvertAttrs,
+    Advertise,
+    Bgp,
+    BgpPeer,
+    GracefulRestart,
+)
+from .reader import MISSING, Converter, Dropped, Field, Invalid, Missing
 from .scalars import (
     boolean,
+    community,
     existing_file,
     integer,
     ip_address,
     ipv4_address,
+    large_community,
     list_of,
     network,
     text,
 )
-from .values import U32_MAX, Community, LargeCommunity, PrefixFilter
+from .values import U32_MAX, PrefixFilter
 from .yaml_source import YMap
 
 BGP_KEYS = (
@@ -27,7 +37,9 @@ BGP_KEYS = (
     "peers",
     "advertise",
     "import",
+    "graceful_restart",
 )
+GR_KEYS = ("enabled", "restart_time")
 PEER_KEYS = (
     "address",
     "asn",
@@ -36,6 +48,8 @@ PEER_KEYS = (
     "hold_time",
     "passive",
     "ttl_security",
+    "multihop_ttl",
+    "max_prefixes",
     "description",
 )
 ADVERTISE_KEYS = ("active", "backup")
@@ -66,7 +80,11 @@ def peer(field: Field) -> BgpPeer:
     hold = m.optional("hold_time", hold_time, defaults.hold_time)
     passive = m.optional("passive", boolean, defaults.passive)
     ttl_security = m.optional("ttl_security", boolean, defaults.ttl_security)
+    multihop = m.optional("multihop_ttl", integer(1, 255), None)
+    max_prefixes = m.optional("max_prefixes", integer(1, U32_MAX), None)
     description = m.optional("description", text, None)
+    if ttl_security.value is True and multihop.value not in (None, MISSING):
+        m.error("multihop_ttl", "ttl_security (GTSM) sends TTL 255; leave multihop_ttl out")
     m.finish()
     return BgpPeer(
         address=address.get(),
@@ -76,22 +94,10 @@ def peer(field: Field) -> BgpPeer:
         hold_time=hold.get(),
         passive=passive.get(),
         ttl_security=ttl_security.get(),
+        multihop_ttl=multihop.get(),
+        max_prefixes=max_prefixes.get(),
         description=description.get(),
     )
-
-
-def _community(field: Field) -> Community:
-    try:
-        return Community.parse(text(field))
-    except ValueError as exc:
-        raise Invalid(str(exc)) from None
-
-
-def _large_community(field: Field) -> LargeCommunity:
-    try:
-        return LargeCommunity.parse(text(field))
-    except ValueError as exc:
-        raise Invalid(str(exc)) from None
 
 
 def advert_attrs(defaults: AdvertAttrs) -> Converter[AdvertAttrs]:
@@ -99,9 +105,9 @@ def advert_attrs(defaults: AdvertAttrs) -> Converter[AdvertAttrs]:
         m = field.mapping(ATTRS_KEYS)
         med = m.optional("med", integer(0, U32_MAX), defaults.med)
         prepend = m.optional("prepend", integer(0, 10), defaults.prepend)
-        communities = m.optional("communities", list_of(_community), defaults.communities)
+        communities = m.optional("communities", list_of(community), defaults.communities)
         large = m.optional(
-            "large_communities", list_of(_large_community), defaults.large_communities
+            "large_communities", list_of(large_community), defaults.large_communities
         )
         m.finish()
         return AdvertAttrs(med.get(), prepend.get(), communities.get(), large.get())
@@ -136,6 +142,15 @@ def prefix_filter(field: Field) -> PrefixFilter:
     return PrefixFilter(net, ge.get(), le.get())
 
 
+def graceful_restart(field: Field) -> GracefulRestart:
+    defaults = GracefulRestart()
+    m = field.mapping(GR_KEYS)
+    enabled = m.optional("enabled", boolean, defaults.enabled)
+    restart_time = m.optional("restart_time", integer(1, 4095), defaults.restart_time)
+    m.finish()
+    return GracefulRestart(enabled.get(), restart_time.get())
+
+
 def bgp(node_router_id: NodeRouterId) -> Converter[Bgp]:
     def conv(field: Field) -> Bgp:
         m = field.mapping(BGP_KEYS)
@@ -146,6 +161,7 @@ def bgp(node_router_id: NodeRouterId) -> Converter[Bgp]:
         peers = m.optional("peers", list_of(peer), ())
         adverts = m.optional("advertise", advertise, Advertise())
         imports = m.optional("import", list_of(prefix_filter), ())
+        restart = m.optional("graceful_restart", graceful_restart, GracefulRestart())
         if peers.ok:
             _check_unique_peers(field, peers.get())
         chosen = router_id.value if router_id.value is not None else node_router_id
@@ -161,6 +177,7 @@ def bgp(node_router_id: NodeRouterId) -> Converter[Bgp]:
             peers=peers.get(),
             advertise=adverts.get(),
             imports=imports.get(),
+            graceful_restart=restart.get(),
         )
 
     return conv

@@ -6,8 +6,10 @@ from .model import Endpoint, NatMode, Probe, ProbeType, Protocol, Selection, Ser
 from .reader import MISSING, Converter, Field, Invalid
 from .scalars import (
     choice,
+    community,
     integer,
     ip_address,
+    large_community,
     list_of,
     name,
     network,
@@ -41,6 +43,8 @@ SERVICE_KEYS = (
     "source",
     "endpoints",
     "probe",
+    "communities",
+    "large_communities",
 )
 
 
@@ -132,6 +136,8 @@ def service(field: Field) -> Service:
     endpoint_port = port.value if isinstance(port.value, int) else 1
     endpoints = m.required("endpoints", list_of(endpoint(endpoint_port), min_items=1))
     service_probe = m.optional("probe", probe, None)
+    communities = m.optional("communities", list_of(community), ())
+    large = m.optional("large_communities", list_of(large_community), ())
     m.finish()
     return Service(
         name=service_name.get(),
@@ -145,4 +151,6 @@ def service(field: Field) -> Service:
         persist_timeout_s=persist.get(),
         source=source.get(),
         probe=service_probe.get(),
+        communities=communities.get(),
+        large_communities=large.get(),
     )

@@ -81,7 +81,7 @@ def test_scenario2_bgp_active_backup(n: int) -> None:
     assert cfg.ha is not None and cfg.bgp is not None
     assert cfg.ha.groups[0].vips == (ipaddress.ip_address("198.51.100.10"),)
     active, backup = cfg.bgp.advertise.active, cfg.bgp.advertise.backup
-    assert (active.med, active.prepend, backup.med, backup.prepend) == (0, 0, 100, 3)
+    assert (active.med, active.prepend, backup.med, backup.prepend) == (10, 0, 20, 3)
     assert [str(p.cidr) for p in cfg.vip_pools] == ["198.51.100.0/24"]
     assert all(s.mode is NatMode.DEFAULT for s in cfg.services)
     assert {s.vip for s in cfg.services} == {ipaddress.ip_address("198.51.100.10")}

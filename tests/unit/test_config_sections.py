@@ -177,7 +177,7 @@ def test_bgp_defaults_and_router_id_from_node() -> None:
         (),
         (),
     )
-    assert cfg.bgp.advertise == Advertise(AdvertAttrs(0, 0), AdvertAttrs(100, 3))
+    assert cfg.bgp.advertise == Advertise(AdvertAttrs(10, 0), AdvertAttrs(20, 3))
 
 
 def test_bgp_router_id_is_required_somewhere() -> None:
@@ -273,7 +273,7 @@ def test_bgp_communities() -> None:
     backup = cfg.bgp.advertise.backup
     assert backup.communities == (Community(65100, 10), Community(65100, 65535))
     assert backup.large_communities == (LargeCommunity(4200000000, 1, 2),)
-    assert (backup.med, backup.prepend) == (100, 3)  # defaults kept beside the given keys
+    assert (backup.med, backup.prepend) == (20, 3)  # defaults kept beside the given keys
 
 
 def test_bgp_community_errors() -> None:

@@ -23,9 +23,11 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 def _copy_example(tmp_path: Path) -> Path:
+    # scenario 1 has no BGP: this in-process daemon runs in the root namespace and must not
+    # open sessions to lab addresses from there
     shutil.copytree(EXAMPLES / "secrets", tmp_path / "secrets")
     path = tmp_path / "node1.yaml"
-    shutil.copy(EXAMPLES / "scenario2-bgp-active-backup-node1.yaml", path)
+    shutil.copy(EXAMPLES / "scenario1-l2-node1.yaml", path)
     return path
 
 

@@ -1,0 +1,451 @@
+"""The BGP speaker service: peers, listener, RIBs, adverts that follow the node's intent.
+
+A thin Trio shell: sessions are sans-IO (`bgp.session`), tables are pure (`bgp.rib`,
+`bgp.policy`, `bgp.export`); this module moves data between them, the network and the state
+store. Route ingestion runs in bounded slices with checkpoints so keepalives, HA adverts and
+the dashboard stay on time while a full table arrives.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+
+import attrs
+import trio
+
+from appliance.config.model import Bgp, BgpPeer
+from appliance.intent import INTENT, NodeIntent
+from appliance.state import StateStore
+from appliance.structlog import get_logger
+
+from .codec.attributes import PathAttributes
+from .codec.update import Update
+from .decision import DecisionOptions
+from .errors import CeaseSubcode
+from .export import AdjRibOut, ExportSettings, export_routes
+from .fsm import (
+    EndOfRibReceived,
+    Event,
+    NotificationReceived,
+    PeerGracefulRestart,
+    RouteRefreshReceived,
+    SessionDown,
+    SessionEstablished,
+    StateChanged,
+    UpdateReceived,
+)
+from .peer import PeerRunner
+from .policy import ImportPolicy, PeerImport
+from .rib import AdjRibIn, LocRib, PeerInfo, Route, RouteChange
+from .session import BgpSession, GracefulRestartConfig, SessionConfig
+from .sockopts import IPAddress, read_password_file
+from .status import BGP_RIB_VIEW, NeighborStatus, neighbor_key
+from .transport import PeerTransport, open_listener, remote_address
+from .types import IPV4_UNICAST, IPV6_UNICAST, Family, Prefix
+
+log = get_logger("bgp")
+
+#: Prefixes applied to the RIB between two checkpoints while a table arrives.
+INGEST_SLICE = 200
+#: UPDATEs queued per peer before its reader stops reading (TCP back-pressure).
+INGEST_BACKLOG = 64
+STATUS_PERIOD_S = 1.0
+
+
+@attrs.define(eq=False)
+class PeerState:
+    """The speaker's view of one configured peer."""
+
+    config: BgpPeer
+    runner: PeerRunner
+    policy: PeerImport | None = None
+    info: PeerInfo | None = None
+    adj_in: AdjRibIn | None = None
+    rib_out: AdjRibOut | None = None
+    backlog: deque[Update | RouteChange | Family] = attrs.field(factory=deque)
+    backlog_wake: trio.Event = attrs.field(factory=trio.Event)
+    room: trio.Event = attrs.field(factory=trio.Event)
+    established_at: float | None = None
+    established_count: int = 0
+    updates_received: int = 0
+    updates_sent: int = 0
+    last_error: str | None = None
+    peer_gr: PeerGracefulRestart | None = None
+    stale_deadline: float = math.inf
+    peer_router_id: str | None = None
+    hold_time: int | None = None
+    four_octet_as: bool | None = None
+
+
+def session_config(bgp: Bgp, peer: BgpPeer, restarting: bool) -> SessionConfig:
+    gr = bgp.graceful_restart
+    return SessionConfig(
+        local_asn=bgp.asn,
+        local_router_id=bgp.router_id,
+        peer_address=peer.address,
+        peer_asn=peer.asn,
+        hold_time=peer.hold_time,
+        passive=peer.passive,
+        graceful_restart=(
+            GracefulRestartConfig(
+                restart_time=gr.restart_time, restarting=restarting, forwarding_preserved=True
+            )
+            if gr.enabled
+            else None
+        ),
+    )
+
+
+def peer_transport(peer: BgpPeer) -> PeerTransport:
+    key = read_password_file(str(peer.password_file)) if peer.password_file else None
+    return PeerTransport(
+        address=peer.address,
+        port=peer.port,
+        md5_key=key,
+        gtsm=peer.ttl_security,
+        ttl=peer.multihop_ttl,
+    )
+
+
+def split_update(update: Update, size: int) -> Iterator[Update]:
+    """Cut an UPDATE into UPDATEs of at most `size` prefixes each (same attribute object, so
+    the RIB still shares one path among them). Treat-as-withdraw UPDATEs stay whole."""
+    reach, unreach = update.mp_reach, update.mp_unreach
+    count = len(update.withdrawn) + len(update.nlri)
+    count += len(reach.nlri) if reach else 0
+    count += len(unreach.withdrawn) if unreach else 0
+    if count <= size or update.treat_as_withdraw:
+        yield update
+        return
+    for i in range(0, len(update.withdrawn), size):
+        yield Update(withdrawn=update.withdrawn[i : i + size])
+    if unreach is not None:
+        for i in range(0, len(unreach.withdrawn), size):
+            yield Update(
+                mp_unreach=attrs.evolve(unreach, withdrawn=unreach.withdrawn[i : i + size])
+            )
+    bare = attrs.evolve(update, withdrawn=(), nlri=(), mp_reach=None, mp_unreach=None)
+    for i in range(0, len(update.nlri), size):
+        yield attrs.evolve(bare, nlri=update.nlri[i : i + size])
+    if reach is not None:
+        for i in range(0, len(reach.nlri), size):
+            yield attrs.evolve(bare, mp_reach=attrs.evolve(reach, nlri=reach.nlri[i : i + size]))
+
+
+class BgpSpeaker:
+    def __init__(
+        self, bgp: Bgp, store: StateStore, *, restarting: bool = True, seed: int | None = None
+    ) -> None:
+        self.bgp = bgp
+        self._store = store
+        self._rng = random.Random(seed)
+        self._import = ImportPolicy.from_config(bgp)
+        self.loc_rib = LocRib(DecisionOptions())
+        self.peers: dict[IPAddress, PeerState] = {}
+        for peer in bgp.peers:
+            runner = PeerRunner(
+                session_config(bgp, peer, restarting), peer_transport(peer), self, self._rng
+            )
+            self.peers[peer.address] = PeerState(peer, runner)
+        self._adverts: NodeIntent | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # --- service ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._store.publish(BGP_RIB_VIEW, self)
+        listener = None
+        if self.bgp.listen_port:
+            transports = [state.runner.transport for state in self.peers.values()]
+            listener = await open_listener(self.bgp.listen_port, transports)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for state in self.peers.values():
+                    await nursery.start(state.runner.run)
+                    nursery.start_soon(self._ingest, state)
+                    self._publish(state)
+                if listener is not None:
+                    nursery.start_soon(self._accept, listener)
+                nursery.start_soon(self._follow_intent)
+                nursery.start_soon(self._status_loop)
+                log.info(
+                    "bgp_started",
+                    asn=self.bgp.asn,
+                    router_id=str(self.bgp.router_id),
+                    peers=[str(a) for a in self.peers],
+                    listen_port=self.bgp.listen_port,
+                )
+                task_status.started()
+        finally:
+            if listener is not None:
+                with trio.CancelScope(shield=True):
+                    await listener.aclose()
+            if not self.bgp.graceful_restart.enabled:
+                with trio.CancelScope(shield=True):
+                    await self.shutdown("triolb stopping")
+
+    async def shutdown(self, communication: str | None = None) -> None:
+        """Cease every session (administrative shutdown with a communication) and flush."""
+        for state in self.peers.values():
+            state.runner.shutdown(communication)
+        for state in self.peers.values():
+            await state.runner.flush()
+
+    async def _accept(self, listener: trio.SocketListener) -> None:
+        assert self._nursery is not None
+        while True:
+            stream = await listener.accept()
+            try:
+                address = remote_address(stream)
+            except OSError:
+                await stream.aclose()
+                continue
+            state = self.peers.get(address)
+            if state is None:
+                log.warning("bgp_unknown_peer_refused", address=str(address))
+                await stream.aclose()
+                continue
+            self._nursery.start_soon(state.runner.accept, stream)
+
+    # --- session events (synchronous, from PeerRunner.pump) ---------------------------------
+
+    def session_event(self, runner: PeerRunner, session: BgpSession, event: Event) -> None:
+        state = self.peers[runner.config.peer_address]
+        if isinstance(event, UpdateReceived):
+            state.updates_received += 1
+            self._enqueue(state, event.update)
+        elif isinstance(event, EndOfRibReceived):
+            self._enqueue(state, event.family)
+        elif isinstance(event, SessionEstablished):
+            self._established(state, session, event)
+        elif isinstance(event, SessionDown):
+            self._down(state, event)
+        elif isinstance(event, RouteRefreshReceived):
+            if state.rib_out is not None:
+                state.updates_sent += runner.send_updates(state.rib_out.full())
+        elif isinstance(event, NotificationReceived):
+            state.last_error = f"received {event.code}/{event.subcode}" + (
+                f": {event.communication}" if event.communication else ""
+            )
+        if isinstance(event, StateChanged | SessionEstablished | SessionDown):
+            self._publish(state)
+
+    def _established(
+        self, state: PeerState, session: BgpSession, event: SessionEstablished
+    ) -> None:
+        negotiated = event.negotiated
+        info = PeerInfo(
+            state.config.address, event.peer_open.identifier, event.peer_open.asn, negotiated.ebgp
+        )
+        if state.adj_in is None or state.info != info:
+            state.adj_in = AdjRibIn(info)
+        state.info = info
+        state.policy = PeerImport(self._import, info, state.config.max_prefixes)
+        state.established_at = time.time()
+        state.established_count += 1
+        state.peer_gr = event.graceful_restart
+        state.peer_router_id = str(event.peer_open.identifier)
+        state.hold_time = negotiated.hold_time
+        state.four_octet_as = negotiated.four_octet_as
+        local = state.runner.local_address()
+        settings = ExportSettings(
+            negotiated,
+            next_hop=local if local is not None and local.version == 4 else None,
+            next_hop6=local if local is not None and local.version == 6 else None,
+        )
+        state.rib_out = AdjRibOut(settings)
+        state.rib_out.diff(self._desired(settings))
+        state.updates_sent += state.runner.send_updates(state.rib_out.full())
+
+    def _down(self, state: PeerState, event: SessionDown) -> None:
+        state.rib_out = None
+        state.established_at = None
+        if event.error is not None:
+            state.last_error = str(event.error)
+        elif event.reason:
+            state.last_error = event.reason
+        if not event.was_established or state.adj_in is None:
+            return
+        gr = state.peer_gr
+        if gr is not None and event.error is None and gr.families:
+            # RFC 4724 helper: keep its routes as stale until End-of-RIB or the restart time
+            for family in gr.families:
+                state.adj_in.mark_stale(family)
+            state.stale_deadline = trio.current_time() + gr.restart_time
+            log.info(
+                "bgp_peer_restarting", peer=str(state.config.address), restart_time=gr.restart_time
+            )
+            state.backlog_wake.set()
+            return
+        self._enqueue_many(state, state.adj_in.clear())
+
+    def _enqueue(self, state: PeerState, item: Update | RouteChange | Family) -> None:
+        state.backlog.append(item)
+        state.backlog_wake.set()
+
+    def _enqueue_many(self, state: PeerState, changes: Iterable[RouteChange]) -> None:
+        state.backlog.extend(changes)
+        state.backlog_wake.set()
+
+    # --- ingestion (async, sliced) ----------------------------------------------------------
+
+    async def wait_for_room(self, runner: PeerRunner) -> None:
+        """Called by a peer's reader before each read: back-pressure while the RIB catches up."""
+        state = self.peers[runner.config.peer_address]
+        while len(state.backlog) > INGEST_BACKLOG:
+            state.room = trio.Event()
+            await state.room.wait()
+
+    async def _ingest(self, state: PeerState) -> None:
+        while True:
+            if not state.backlog:
+                state.room.set()
+                state.backlog_wake = trio.Event()
+                with trio.move_on_at(state.stale_deadline):
+                    await state.backlog_wake.wait()
+                if trio.current_time() >= state.stale_deadline:
+                    self._sweep_all_stale(state)
+                continue
+            item = state.backlog.popleft()
+            if len(state.backlog) <= INGEST_BACKLOG // 2:
+                state.room.set()
+            if isinstance(item, Update):
+                await self._apply_update(state, item)
+            elif isinstance(item, RouteChange):
+                await self._apply_changes(state, [item, *self._take_changes(state)])
+            else:
+                self._end_of_rib(state, item)
+            await trio.lowlevel.checkpoint()
+
+    def _take_changes(self, state: PeerState) -> Iterator[RouteChange]:
+        taken = 0
+        while state.backlog and taken < INGEST_SLICE and isinstance(state.backlog[0], RouteChange):
+            item = state.backlog.popleft()
+            assert isinstance(item, RouteChange)
+            taken += 1
+            yield item
+
+    async def _apply_update(self, state: PeerState, update: Update) -> None:
+        for part in split_update(update, INGEST_SLICE):
+            if state.adj_in is None:
+                return
+            await self._apply_changes(state, state.adj_in.apply(part))
+
+    async def _apply_changes(self, state: PeerState, changes: Iterable[RouteChange]) -> None:
+        if state.policy is None or state.info is None:
+            return
+        result = state.policy.filter(changes)
+        self.loc_rib.apply(result.changes, state.info)
+        if result.limit_exceeded:
+            log.warning(
+                "bgp_max_prefixes", peer=str(state.config.address), limit=state.config.max_prefixes
+            )
+            state.runner.session.cease(
+                trio.current_time(), CeaseSubcode.MAXIMUM_NUMBER_OF_PREFIXES_REACHED
+            )
+            state.runner.pump()
+        await trio.lowlevel.checkpoint()
+
+    def _end_of_rib(self, state: PeerState, family: Family) -> None:
+        if state.adj_in is not None and state.adj_in.stale_count(family):
+            self._enqueue_many(state, state.adj_in.sweep_stale(family))
+        adj = state.adj_in
+        if adj is None or not any(adj.stale_count(f) for f in (IPV4_UNICAST, IPV6_UNICAST)):
+            state.stale_deadline = math.inf
+
+    def _sweep_all_stale(self, state: PeerState) -> None:
+        state.stale_deadline = math.inf
+        if state.adj_in is None:
+            return
+        for family in (IPV4_UNICAST, IPV6_UNICAST):
+            if state.adj_in.stale_count(family):
+                log.info(
+                    "bgp_stale_routes_removed",
+                    peer=str(state.config.address),
+                    count=state.adj_in.stale_count(family),
+                )
+                self._enqueue_many(state, state.adj_in.sweep_stale(family))
+
+    # --- export -------------------------------------------------------------------------------
+
+    def _desired(self, settings: ExportSettings) -> dict[Prefix, PathAttributes]:
+        intent = self._store.get(INTENT)
+        adverts = intent.adverts if intent is not None else ()
+        return export_routes(adverts, settings)
+
+    async def _follow_intent(self) -> None:
+        seen: NodeIntent | None = None
+        version = -1
+        while True:
+            version = await self._store.wait_changed(version)
+            intent = self._store.get(INTENT)
+            if intent is seen:
+                continue
+            seen = intent
+            for state in self.peers.values():
+                if state.rib_out is not None:
+                    updates = state.rib_out.diff(self._desired(state.rib_out.settings))
+                    if updates:
+                        state.updates_sent += state.runner.send_updates(updates)
+                        log.info(
+                            "bgp_adverts_changed",
+                            peer=str(state.config.address),
+                            updates=len(updates),
+                        )
+
+    # --- status -------------------------------------------------------------------------------
+
+    async def _status_loop(self) -> None:
+        while True:
+            await trio.sleep(STATUS_PERIOD_S)
+            for state in self.peers.values():
+                self._publish(state)
+
+    def _publish(self, state: PeerState) -> None:
+        adj = state.adj_in
+        received = sum(adj.counts().values()) if adj is not None else 0
+        self._store.publish(
+            neighbor_key(state.config.address),
+            NeighborStatus(
+                address=state.config.address,
+                asn=state.config.asn,
+                description=state.config.description,
+                state=state.runner.session.state.value,
+                established_at=state.established_at,
+                established_count=state.established_count,
+                prefixes_received=received,
+                prefixes_accepted=state.policy.accepted if state.policy else 0,
+                prefixes_advertised=len(state.rib_out) if state.rib_out is not None else 0,
+                updates_received=state.updates_received,
+                updates_sent=state.updates_sent,
+                last_error=state.last_error,
+                local_address=state.runner.local_address(),
+                peer_router_id=state.peer_router_id,
+                hold_time=state.hold_time,
+                four_octet_as=state.four_octet_as,
+                graceful_restart=state.peer_gr is not None,
+            ),
+        )
+
+    # --- RibView ------------------------------------------------------------------------------
+
+    def received(self, peer: IPAddress | None = None) -> Iterator[Route]:
+        for address, state in self.peers.items():
+            if (peer is None or peer == address) and state.adj_in is not None:
+                yield from state.adj_in.routes()
+
+    def advertised(
+        self, peer: IPAddress | None = None
+    ) -> Iterator[tuple[IPAddress, Prefix, PathAttributes]]:
+        for address, state in self.peers.items():
+            if (peer is None or peer == address) and state.rib_out is not None:
+                for prefix, attributes in state.rib_out.routes.items():
+                    yield address, prefix, attributes
+
+    def best(self) -> Iterator[Route]:
+        return self.loc_rib.routes()
