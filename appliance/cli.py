@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_show import add_show_parser
 from .structlog import configure_logging
 
 EXIT_OK = 0
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--config-dir", default=str(REPO_EXAMPLES))
     demo.add_argument("--max-seconds", type=float, default=None)
     demo.set_defaults(func=_cmd_lab_demo)
+
+    add_show_parser(sub)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)

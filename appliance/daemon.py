@@ -13,6 +13,7 @@ import attrs
 import trio
 
 from bgp.speaker import BgpSpeaker
+from web.server import WebService
 
 from . import boot
 from .config import Config, ConfigError, load_config
@@ -53,6 +54,8 @@ class DaemonOptions:
     #: the daemon where it must not touch the network namespace.
     boot: bool = True
     interface_wait_s: float = 30.0
+    #: Serve the API/dashboard on web.listen. Off for in-process tests in the root namespace.
+    web: bool = True
 
 
 def required_interfaces(cfg: Config) -> list[str]:
@@ -98,8 +101,11 @@ class Daemon:
                 )
                 if cfg.bgp is not None:
                     await supervisor.start(ServiceSpec("bgp", self._run_bgp))
-                # HA election, conntrack sync, the dataplane programmer and the web API join
-                # here, each with supervisor.start(), as they are built.
+                if self.options.web:
+                    web = WebService(self.store, cfg.web.listen)
+                    await supervisor.start(ServiceSpec("web", web.run))
+                # HA election, conntrack sync and the dataplane programmer join here, each
+                # with supervisor.start(), as they are built.
                 log.info("daemon_ready", services=supervisor.names)
                 task_status.started()
         log.info("daemon_stopped", exit_code=self.exit_code)

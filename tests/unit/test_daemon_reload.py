@@ -35,7 +35,7 @@ async def test_reload_applies_valid_and_rejects_invalid(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     path = _copy_example(tmp_path)
-    daemon = Daemon(DaemonOptions(path, boot=False), load_config(path))
+    daemon = Daemon(DaemonOptions(path, boot=False, web=False), load_config(path))
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         await trio.sleep(2)

@@ -1,0 +1,128 @@
+"""`triolb show …`: read a running node's state through its API and print tables or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+DEFAULT_NODE = "http://127.0.0.1:8080"
+TIMEOUT_S = 5.0
+
+
+class ApiError(Exception):
+    pass
+
+
+def api_get(node: str, path: str, params: dict[str, str] | None = None) -> Any:
+    url = node.rstrip("/") + path
+    try:
+        response = httpx.get(url, params=params, timeout=TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        raise ApiError(f"{url}: {exc}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        raise ApiError(f"{url}: HTTP {response.status_code}, not JSON") from None
+    if response.status_code != 200:
+        raise ApiError(f"{url}: HTTP {response.status_code}: {body.get('error', body)}")
+    return body
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def show_bgp_neighbors(args: argparse.Namespace) -> int:
+    body = api_get(args.node, "/api/v1/bgp/neighbors")
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    rows = [
+        (
+            n["address"],
+            n["asn"],
+            n["state"],
+            _uptime(n["uptime_s"]),
+            n["prefixes_received"],
+            n["prefixes_accepted"],
+            n["prefixes_advertised"],
+            n["last_error"] or "",
+        )
+        for n in body["neighbors"]
+    ]
+    headers = ("neighbor", "asn", "state", "up", "received", "accepted", "advertised", "last error")
+    print(format_table(headers, rows))
+    return 0
+
+
+def show_bgp_routes(args: argparse.Namespace) -> int:
+    view = "received" if args.received else "advertised" if args.advertised else "best"
+    params = {"view": view, "limit": str(args.limit)}
+    if args.peer:
+        params["peer"] = args.peer
+    body = api_get(args.node, "/api/v1/bgp/routes", params)
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    rows = [
+        (
+            r["prefix"],
+            r.get("next_hop", ""),
+            r["peer"],
+            r["med"],
+            r["local_pref"],
+            r["as_path"],
+            " ".join(r["communities"] + r["large_communities"]),
+        )
+        for r in body["routes"]
+    ]
+    headers = ("prefix", "next hop", "peer", "med", "local pref", "as path", "communities")
+    print(format_table(headers, rows))
+    return 0
+
+
+def add_show_parser(sub: Any) -> None:
+    show = sub.add_parser("show", help="state of a running node (through its API)")
+    show.add_argument("--node", default=DEFAULT_NODE, help=f"API base URL (default {DEFAULT_NODE})")
+    show.add_argument("--json", action="store_true", help="print the API's JSON")
+    what = show.add_subparsers(dest="show_command", required=True)
+    bgp = what.add_parser("bgp", help="BGP").add_subparsers(dest="bgp_command", required=True)
+    neighbors = bgp.add_parser("neighbors", help="sessions, state, prefix counts")
+    neighbors.set_defaults(func=_guard(show_bgp_neighbors))
+    routes = bgp.add_parser("routes", help="best routes (default), received or advertised")
+    kind = routes.add_mutually_exclusive_group()
+    kind.add_argument("--received", action="store_true", help="Adj-RIB-In (before policy)")
+    kind.add_argument("--advertised", action="store_true", help="Adj-RIB-Out")
+    routes.add_argument("--peer", help="only this neighbour's routes")
+    routes.add_argument("--limit", type=int, default=1000)
+    routes.set_defaults(func=_guard(show_bgp_routes))
+
+
+def _guard(fn: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            code: int = fn(args)
+        except ApiError as exc:
+            print(f"triolb: {exc}", file=sys.stderr)
+            return 1
+        return code
+
+    return run

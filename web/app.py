@@ -1,0 +1,45 @@
+"""The ASGI application: a JSON API under /api/v1 over the daemon's state store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from appliance.keys import CONFIG_GENERATION, RUNNING_CONFIG
+from appliance.state import StateStore
+
+from .jsonable import to_jsonable
+from .routes_bgp import bgp_routes
+
+
+def json_response(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(to_jsonable(data), status_code=status)
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(store: StateStore) -> Starlette:
+    async def node(request: Request) -> JSONResponse:
+        cfg = store.get(RUNNING_CONFIG)
+        if cfg is None:
+            return error_response(503, "no running configuration")
+        return json_response(
+            {
+                "name": cfg.node.name,
+                "id": cfg.node.id,
+                "router_id": cfg.node.router_id,
+                "config_generation": store.get(CONFIG_GENERATION),
+                "services": {
+                    k.removeprefix("service/"): v for k, v in store.snapshot("service/").items()
+                },
+            }
+        )
+
+    routes = [Route("/api/v1/node", node), *bgp_routes(store)]
+    return Starlette(routes=routes)
