@@ -38,6 +38,7 @@ from .fsm import (
     StateChanged,
     UpdateReceived,
 )
+from .kernel_routes import desired_routes, sync_routes
 from .peer import PeerRunner
 from .policy import ImportPolicy, PeerImport
 from .rib import AdjRibIn, LocRib, PeerInfo, Route, RouteChange
@@ -54,6 +55,8 @@ INGEST_SLICE = 200
 #: UPDATEs queued per peer before its reader stops reading (TCP back-pressure).
 INGEST_BACKLOG = 64
 STATUS_PERIOD_S = 1.0
+KERNEL_SYNC_DEBOUNCE_S = 0.2
+KERNEL_FIRST_SYNC_WAIT_S = 10.0
 
 
 @attrs.define(eq=False)
@@ -151,8 +154,9 @@ class BgpSpeaker:
                 session_config(bgp, peer, restarting), peer_transport(peer), self, self._rng
             )
             self.peers[peer.address] = PeerState(peer, runner)
-        self._adverts: NodeIntent | None = None
         self._nursery: trio.Nursery | None = None
+        self._kernel_dirty = trio.Event()
+        self._kernel_ready = trio.Event()  # first End-of-RIB seen (or a bounded wait passed)
 
     # --- service ------------------------------------------------------------------------------
 
@@ -172,6 +176,8 @@ class BgpSpeaker:
                 if listener is not None:
                     nursery.start_soon(self._accept, listener)
                 nursery.start_soon(self._follow_intent)
+                if self.bgp.install_routes:
+                    nursery.start_soon(self._kernel_sync)
                 nursery.start_soon(self._status_loop)
                 log.info(
                     "bgp_started",
@@ -340,7 +346,8 @@ class BgpSpeaker:
         if state.policy is None or state.info is None:
             return
         result = state.policy.filter(changes)
-        self.loc_rib.apply(result.changes, state.info)
+        if self.loc_rib.apply(result.changes, state.info):
+            self._kernel_dirty.set()
         if result.limit_exceeded:
             log.warning(
                 "bgp_max_prefixes", peer=str(state.config.address), limit=state.config.max_prefixes
@@ -352,6 +359,7 @@ class BgpSpeaker:
         await trio.lowlevel.checkpoint()
 
     def _end_of_rib(self, state: PeerState, family: Family) -> None:
+        self._kernel_ready.set()
         if state.adj_in is not None and state.adj_in.stale_count(family):
             self._enqueue_many(state, state.adj_in.sweep_stale(family))
         adj = state.adj_in
@@ -370,6 +378,28 @@ class BgpSpeaker:
                     count=state.adj_in.stale_count(family),
                 )
                 self._enqueue_many(state, state.adj_in.sweep_stale(family))
+
+    # --- kernel routes ------------------------------------------------------------------------
+
+    async def _kernel_sync(self) -> None:
+        """Keep the kernel's triolb routes equal to the Loc-RIB's best (multipath) routes."""
+        with trio.move_on_after(KERNEL_FIRST_SYNC_WAIT_S):
+            await self._kernel_ready.wait()  # don't flush installed routes before we know
+        while True:
+            desired = desired_routes(self.loc_rib.selections())
+            changes = await trio.to_thread.run_sync(sync_routes, desired)
+            if changes or changes.failed:
+                log.info(
+                    "bgp_kernel_routes",
+                    added=len(changes.added),
+                    replaced=len(changes.replaced),
+                    removed=len(changes.removed),
+                    failed=len(changes.failed),
+                    conflicts=len(changes.conflicts),
+                )
+            self._kernel_dirty = trio.Event()
+            await self._kernel_dirty.wait()
+            await trio.sleep(KERNEL_SYNC_DEBOUNCE_S)
 
     # --- export -------------------------------------------------------------------------------
 
