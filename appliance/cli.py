@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli_show import add_show_parser
+from .cli_remote import add_bgp_parser, add_show_parser
 from .structlog import configure_logging
 
 EXIT_OK = 0
@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_lab_demo)
 
     add_show_parser(sub)
+    add_bgp_parser(sub)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)

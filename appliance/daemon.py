@@ -13,6 +13,7 @@ import attrs
 import trio
 
 from bgp.speaker import BgpSpeaker
+from web.auth import TokenAuth
 from web.server import WebService
 
 from . import boot
@@ -102,7 +103,8 @@ class Daemon:
                 if cfg.bgp is not None:
                     await supervisor.start(ServiceSpec("bgp", self._run_bgp))
                 if self.options.web:
-                    web = WebService(self.store, cfg.web.listen)
+                    auth = TokenAuth.from_file(cfg.web.token_file)
+                    web = WebService(self.store, cfg.web.listen, auth)
                     await supervisor.start(ServiceSpec("web", web.run))
                 # HA election, conntrack sync and the dataplane programmer join here, each
                 # with supervisor.start(), as they are built.

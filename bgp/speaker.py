@@ -35,6 +35,7 @@ from .fsm import (
     RouteRefreshReceived,
     SessionDown,
     SessionEstablished,
+    State,
     StateChanged,
     UpdateReceived,
 )
@@ -44,7 +45,7 @@ from .policy import ImportPolicy, PeerImport
 from .rib import AdjRibIn, LocRib, PeerInfo, Route, RouteChange
 from .session import BgpSession, GracefulRestartConfig, SessionConfig
 from .sockopts import IPAddress, read_password_file
-from .status import BGP_RIB_VIEW, NeighborStatus, neighbor_key
+from .status import BGP_CONTROL, BGP_RIB_VIEW, NeighborStatus, neighbor_key
 from .transport import PeerTransport, open_listener, remote_address
 from .types import IPV4_UNICAST, IPV6_UNICAST, Family, Prefix
 
@@ -162,6 +163,7 @@ class BgpSpeaker:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._store.publish(BGP_RIB_VIEW, self)
+        self._store.publish(BGP_CONTROL, self)
         listener = None
         if self.bgp.listen_port:
             transports = [state.runner.transport for state in self.peers.values()]
@@ -201,6 +203,41 @@ class BgpSpeaker:
             state.runner.shutdown(communication)
         for state in self.peers.values():
             await state.runner.flush()
+
+    # --- operator actions (BgpControl) ---------------------------------------------------------
+
+    def shutdown_peer(self, address: IPAddress, communication: str | None) -> bool:
+        """Administrative shutdown of one session (Cease/2 with an RFC 9003 communication)."""
+        state = self.peers.get(address)
+        if state is None:
+            return False
+        log.info("bgp_admin_shutdown", peer=str(address), communication=communication)
+        state.runner.shutdown(communication)
+        self._publish(state)
+        return True
+
+    def enable_peer(self, address: IPAddress) -> bool:
+        state = self.peers.get(address)
+        if state is None:
+            return False
+        log.info("bgp_admin_enable", peer=str(address))
+        state.runner.restart()
+        self._publish(state)
+        return True
+
+    def refresh_peer(self, address: IPAddress) -> bool:
+        """Ask the peer to send its routes again (RFC 2918), e.g. after an import change."""
+        state = self.peers.get(address)
+        if state is None or state.runner.session.state is not State.ESTABLISHED:
+            return False
+        negotiated = state.runner.session.negotiated
+        if negotiated is None or not negotiated.route_refresh:
+            return False
+        now = trio.current_time()
+        for family in sorted(negotiated.families):
+            state.runner.session.send_route_refresh(family[0], family[1], 0, now)
+        state.runner.pump()
+        return True
 
     async def _accept(self, listener: trio.SocketListener) -> None:
         assert self._nursery is not None

@@ -48,8 +48,19 @@ class RibView(Protocol):
     def best(self) -> Iterator[Route]: ...
 
 
+class BgpControl(Protocol):
+    """Operator actions on the speaker (published as a state value for the API)."""
+
+    def shutdown_peer(self, address: IPAddress, communication: str | None) -> bool: ...
+
+    def enable_peer(self, address: IPAddress) -> bool: ...
+
+    def refresh_peer(self, address: IPAddress) -> bool: ...
+
+
 def neighbor_key(address: IPAddress) -> StateKey[NeighborStatus]:
     return StateKey(f"bgp/neighbor/{address}")
 
 
 BGP_RIB_VIEW = StateKey[RibView]("bgp/rib_view")
+BGP_CONTROL = StateKey[BgpControl]("bgp/control")

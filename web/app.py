@@ -12,6 +12,7 @@ from starlette.routing import Route
 from appliance.keys import CONFIG_GENERATION, RUNNING_CONFIG
 from appliance.state import StateStore
 
+from .auth import TokenAuth
 from .jsonable import to_jsonable
 from .routes_bgp import bgp_routes
 
@@ -24,7 +25,9 @@ def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(store: StateStore) -> Starlette:
+def create_app(store: StateStore, auth: TokenAuth | None = None) -> Starlette:
+    auth = auth or TokenAuth(None)
+
     async def node(request: Request) -> JSONResponse:
         cfg = store.get(RUNNING_CONFIG)
         if cfg is None:
@@ -41,5 +44,5 @@ def create_app(store: StateStore) -> Starlette:
             }
         )
 
-    routes = [Route("/api/v1/node", node), *bgp_routes(store)]
+    routes = [Route("/api/v1/node", node), *bgp_routes(store, auth)]
     return Starlette(routes=routes)

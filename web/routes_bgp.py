@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -16,8 +17,9 @@ from appliance.state import StateStore
 from bgp.codec.attr_community import format_community
 from bgp.codec.attributes import PathAttributes
 from bgp.rib import Route as RibRoute
-from bgp.status import BGP_RIB_VIEW, NeighborStatus
+from bgp.status import BGP_CONTROL, BGP_RIB_VIEW, NeighborStatus
 
+from .auth import TokenAuth
 from .jsonable import to_jsonable
 
 MAX_LIMIT = 10_000
@@ -67,7 +69,21 @@ def _int_param(request: Request, name: str, default: int, high: int) -> int:
     return int(raw)
 
 
-def bgp_routes(store: StateStore) -> list[Route]:
+def _peer_address(request: Request) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(request.path_params["address"])
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    body = json.loads(raw)
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+def bgp_routes(store: StateStore, auth: TokenAuth) -> list[Route]:
     async def neighbors(request: Request) -> JSONResponse:
         now = time.time()
         found = [
@@ -105,7 +121,47 @@ def bgp_routes(store: StateStore) -> list[Route]:
             )
         return JSONResponse({"view": view, "offset": offset, "routes": page(items, offset, limit)})
 
+    async def action(request: Request) -> JSONResponse:
+        refusal = auth.refusal(request)
+        if refusal is not None:
+            return refusal
+        verb = request.path_params["action"]
+        try:
+            address = _peer_address(request)
+            body = await _json_body(request)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        communication = body.get("communication")
+        if communication is not None and (
+            not isinstance(communication, str) or len(communication.encode()) > 255
+        ):
+            return JSONResponse({"error": "communication: text of at most 255 octets"}, 400)
+        control = store.get(BGP_CONTROL)
+        if control is None:
+            return JSONResponse({"error": "BGP is not running on this node"}, 404)
+        if verb == "shutdown":
+            done = control.shutdown_peer(address, communication)
+        elif verb == "enable":
+            done = control.enable_peer(address)
+        else:
+            done = control.refresh_peer(address)
+        if not done:
+            status = 404 if address not in _configured(store) else 409
+            return JSONResponse({"error": f"cannot {verb} {address} now"}, status)
+        return JSONResponse({"ok": True, "neighbor": str(address), "action": verb})
+
     return [
         Route("/api/v1/bgp/neighbors", neighbors),
         Route("/api/v1/bgp/routes", routes),
+        Route(
+            "/api/v1/bgp/neighbors/{address}/{action:str}",
+            action,
+            methods=["POST"],
+        ),
     ]
+
+
+def _configured(store: StateStore) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    return {
+        v.address for v in store.snapshot("bgp/neighbor/").values() if isinstance(v, NeighborStatus)
+    }

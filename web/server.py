@@ -13,6 +13,7 @@ from appliance.state import StateKey, StateStore
 from appliance.structlog import get_logger
 
 from .app import create_app
+from .auth import TokenAuth
 
 log = get_logger("web")
 
@@ -20,9 +21,10 @@ WEB_BOUND = StateKey[tuple[str, ...]]("web/bound")
 
 
 class WebService:
-    def __init__(self, store: StateStore, listen: SocketAddress) -> None:
+    def __init__(self, store: StateStore, listen: SocketAddress, auth: TokenAuth) -> None:
         self._store = store
         self._listen = listen
+        self._auth = auth
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         config = HypercornConfig()
@@ -30,7 +32,7 @@ class WebService:
         config.accesslog = None
         config.errorlog = logging.getLogger("triolb.web.hypercorn")
         config.graceful_timeout = 1.0
-        app = create_app(self._store)
+        app = create_app(self._store, self._auth)
         async with trio.open_nursery() as nursery:
             urls = await nursery.start(_serve, app, config)
             self._store.publish(WEB_BOUND, tuple(urls))

@@ -3,6 +3,10 @@
 The router peers by eBGP (AS 65101) with every appliance node (AS 65100), imports everything
 they advertise and exports nothing back; its kernel protocol merges equal BGP paths so that
 scenario 3 gets ECMP routes in the router's kernel table.
+
+Tests may render other routers from the same pieces: per neighbour a TCP-MD5 password, an IPv6
+session and channel, a graceful-restart mode and an export filter; static routes to export;
+any (4-octet) AS numbers. The defaults render exactly the lab router above.
 """
 
 from __future__ import annotations
@@ -26,11 +30,29 @@ READY_TIMEOUT = 10.0
 ECMP_LIMIT = 16
 
 
+#: BIRD 2's ``graceful restart`` modes: ``aware`` (BIRD's default) is the helper role only,
+#: ``on`` adds the restarting role, ``off`` announces no capability at all.
+GR_MODES = ("on", "off", "aware")
+
+
 @attrs.frozen
 class BgpNeighbor:
     name: str
     address: str
     remote_as: int = APPLIANCE_AS
+    local_address: str | None = None  # None: BirdConfig.local_address
+    password: str | None = None  # TCP-MD5 (RFC 2385)
+    channels: tuple[str, ...] = ("ipv4",)  # "ipv4" and/or "ipv6"
+    graceful_restart: str | None = None  # one of GR_MODES; None: BIRD's default (aware)
+    export: str = "none"  # the channels' export clause, e.g. "where source = RTS_STATIC"
+
+    def __attrs_post_init__(self) -> None:
+        if not self.channels or not set(self.channels) <= {"ipv4", "ipv6"}:
+            raise ValueError(f"channels must be ipv4 and/or ipv6, not {self.channels}")
+        if self.graceful_restart not in (None, *GR_MODES):
+            raise ValueError(f"graceful_restart must be one of {GR_MODES}")
+        if self.password is not None and '"' in self.password:
+            raise ValueError("a BIRD password cannot contain a double quote")
 
 
 @attrs.frozen
@@ -39,6 +61,8 @@ class BirdConfig:
     local_address: str
     neighbors: tuple[BgpNeighbor, ...]
     local_as: int = ROUTER_AS
+    kernel6: bool = False  # also program (merged) IPv6 BGP routes into the kernel
+    static_routes: tuple[str, ...] = ()  # blackhole routes in protocol static "originated"
 
 
 def bird_config_for(topology: Topology, router: str = "router", ifname: str = "eth1") -> BirdConfig:
@@ -49,6 +73,46 @@ def bird_config_for(topology: Topology, router: str = "router", ifname: str = "e
         for host in topology.hosts_with_role(HostRole.NODE)
     )
     return BirdConfig(router_id=local, local_address=local, neighbors=neighbors)
+
+
+def _static_lines(prefixes: tuple[str, ...]) -> list[str]:
+    by_family: dict[str, list[str]] = {}
+    for prefix in prefixes:
+        by_family.setdefault("ipv6" if ":" in prefix else "ipv4", []).append(prefix)
+    lines: list[str] = []
+    for family, routes in sorted(by_family.items()):
+        lines += ["", f"protocol static originated{family[-1]} {{", f"  {family};"]
+        lines += [f"  route {prefix} blackhole;" for prefix in routes]
+        lines.append("}")
+    return lines
+
+
+def _neighbor_lines(config: BirdConfig, neighbor: BgpNeighbor) -> list[str]:
+    local = neighbor.local_address or config.local_address
+    lines = [
+        "",
+        f"protocol bgp {neighbor.name} {{",
+        f"  local {local} as {config.local_as};",
+        f"  neighbor {neighbor.address} as {neighbor.remote_as};",
+    ]
+    if neighbor.password is not None:
+        lines.append(f'  password "{neighbor.password}";')
+    if neighbor.graceful_restart is not None:
+        lines.append(f"  graceful restart {neighbor.graceful_restart};")
+    lines += [
+        "  connect delay time 1;",
+        "  connect retry time 3;",
+        "  error wait time 1, 10;",
+    ]
+    for channel in neighbor.channels:
+        lines += [
+            f"  {channel} {{",
+            "    import all;",
+            f"    export {neighbor.export};",
+            "  };",
+        ]
+    lines.append("}")
+    return lines
 
 
 def render_bird_conf(config: BirdConfig) -> str:
@@ -69,21 +133,20 @@ def render_bird_conf(config: BirdConfig) -> str:
         f"  merge paths on limit {ECMP_LIMIT};",
         "}",
     ]
-    for neighbor in config.neighbors:
+    if config.kernel6:
         lines += [
             "",
-            f"protocol bgp {neighbor.name} {{",
-            f"  local {config.local_address} as {config.local_as};",
-            f"  neighbor {neighbor.address} as {neighbor.remote_as};",
-            "  connect delay time 1;",
-            "  connect retry time 3;",
-            "  error wait time 1, 10;",
-            "  ipv4 {",
-            "    import all;",
-            "    export none;",
+            "protocol kernel kernel6 {",
+            "  ipv6 {",
+            "    import none;",
+            "    export where source = RTS_BGP;",
             "  };",
+            f"  merge paths on limit {ECMP_LIMIT};",
             "}",
         ]
+    lines += _static_lines(config.static_routes)
+    for neighbor in config.neighbors:
+        lines += _neighbor_lines(config, neighbor)
     return "\n".join(lines) + "\n"
 
 
@@ -120,14 +183,23 @@ def birdc(prefix: str, command: str, timeout: float = BIRDC_TIMEOUT) -> str:
 def start_bird(ns: str, topology: Topology, run_dir: Path) -> tuple[ProcessRecord, str]:
     """Write ``bird.conf`` into ``run_dir`` and start ``bird -f`` inside ``ns``; wait until its
     control socket answers. Returns the process record and the socket path."""
+    return start_bird_with(ns, render_bird_conf(bird_config_for(topology)), run_dir)
+
+
+def start_bird_with(
+    ns: str, conf_text: str, run_dir: Path, name: str = "bird"
+) -> tuple[ProcessRecord, str]:
+    """Like :func:`start_bird` with the given configuration text, written to
+    ``<run_dir>/<name>.conf``; socket ``<name>.ctl``, log ``<name>.log``."""
     if not bird_available():
         raise RuntimeError("bird/birdc are not installed (apt-get install bird2)")
-    conf = run_dir / "bird.conf"
-    socket = run_dir / "bird.ctl"
-    conf.write_text(render_bird_conf(bird_config_for(topology)))
+    conf = run_dir / f"{name}.conf"
+    socket = run_dir / f"{name}.ctl"
+    socket.unlink(missing_ok=True)  # a socket left by an earlier BIRD of that name
+    conf.write_text(conf_text)
     check_bird_conf(conf)
     argv = ["bird", "-f", "-c", str(conf), "-s", str(socket)]
-    record = start_process(ns, "router", "bird", argv, run_dir / "bird.log")
+    record = start_process(ns, "router", name, argv, run_dir / f"{name}.log")
     deadline = time.monotonic() + READY_TIMEOUT
     last_error = "control socket not created"
     while time.monotonic() < deadline:

@@ -1,4 +1,5 @@
-"""`triolb show …`: read a running node's state through its API and print tables or JSON."""
+"""Commands that talk to a running node's API: `triolb show …` (reads, tables or JSON) and
+`triolb bgp …` (operator actions, with the bearer token of `web.token_file`)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,32 @@ def api_get(node: str, path: str, params: dict[str, str] | None = None) -> Any:
     if response.status_code != 200:
         raise ApiError(f"{url}: HTTP {response.status_code}: {body.get('error', body)}")
     return body
+
+
+def api_post(node: str, path: str, token: str | None, body: dict[str, Any]) -> Any:
+    url = node.rstrip("/") + path
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.post(url, json=body, headers=headers, timeout=TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        raise ApiError(f"{url}: {exc}") from None
+    try:
+        answer = response.json()
+    except ValueError:
+        raise ApiError(f"{url}: HTTP {response.status_code}, not JSON") from None
+    if response.status_code != 200:
+        raise ApiError(f"{url}: HTTP {response.status_code}: {answer.get('error', answer)}")
+    return answer
+
+
+def read_token(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError as exc:
+        raise ApiError(f"{path}: {exc.strerror}") from None
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -126,3 +153,29 @@ def _guard(fn: Any) -> Any:
         return code
 
     return run
+
+
+def bgp_action(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    if getattr(args, "message", None):
+        body["communication"] = args.message
+    path = f"/api/v1/bgp/neighbors/{args.address}/{args.bgp_action}"
+    answer = api_post(args.node, path, read_token(args.token_file), body)
+    print(f"{answer['action']} {answer['neighbor']}: done")
+    return 0
+
+
+def add_bgp_parser(sub: Any) -> None:
+    bgp = sub.add_parser("bgp", help="BGP operator actions on a running node")
+    bgp.add_argument("--node", default=DEFAULT_NODE, help=f"API base URL (default {DEFAULT_NODE})")
+    bgp.add_argument("--token-file", help="file holding the node's web.token_file token")
+    actions = bgp.add_subparsers(dest="bgp_action", required=True)
+    shutdown = actions.add_parser("shutdown", help="administrative shutdown of a session")
+    shutdown.add_argument("address")
+    shutdown.add_argument("--message", help="shutdown communication (RFC 9003, <= 255 octets)")
+    enable = actions.add_parser("enable", help="start a session that was shut down")
+    enable.add_argument("address")
+    refresh = actions.add_parser("refresh", help="ask the neighbour to resend its routes")
+    refresh.add_argument("address")
+    for action in (shutdown, enable, refresh):
+        action.set_defaults(func=_guard(bgp_action))
