@@ -62,7 +62,7 @@ class BirdConfig:
     neighbors: tuple[BgpNeighbor, ...]
     local_as: int = ROUTER_AS
     kernel6: bool = False  # also program (merged) IPv6 BGP routes into the kernel
-    static_routes: tuple[str, ...] = ()  # blackhole routes in protocol static "originated"
+    static_routes: tuple[str, ...] = ()  # blackhole routes (protocols originated4/6)
 
 
 def bird_config_for(topology: Topology, router: str = "router", ifname: str = "eth1") -> BirdConfig:

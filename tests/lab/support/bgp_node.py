@@ -54,12 +54,13 @@ async def follow_control(store: StateStore, speaker: BgpSpeaker, control: Path) 
 
 
 def status_document(store: StateStore, speaker: BgpSpeaker) -> dict[str, object]:
+    lag = store.get(LOOP_LAG)
     return {
         "pid": os.getpid(),
         "neighbors": to_jsonable(store.snapshot("bgp/neighbor/")),
         "best": sorted(str(route.prefix) for route in speaker.best()),
         "received": sorted(str(route.prefix) for route in speaker.received()),
-        "loop_lag": to_jsonable(store.get(LOOP_LAG)),
+        "loop_lag": to_jsonable(lag),
         "intent": to_jsonable(store.snapshot("intent")),
     }
 
