@@ -21,6 +21,8 @@ from pathlib import Path
 import attrs
 
 PROC_SYS = Path("/proc/sys")
+#: Runtime state that lasts until reboot (tmpfs); the lab points it into its own directory.
+RUN_DIR = Path(os.environ.get("TRIOLB_RUN_DIR", "/run/triolb"))
 BPFFS = Path("/sys/fs/bpf")
 
 GLOBAL_SYSCTLS: tuple[tuple[str, str], ...] = (
@@ -116,3 +118,14 @@ def mount_bpffs(target: Path = BPFFS) -> bool:
         err = ctypes.get_errno()
         raise OSError(err, f"mount bpffs on {target}: {os.strerror(err)}")
     return True
+
+
+def note_restart(node: str, service: str, run_dir: Path = RUN_DIR) -> bool:
+    """Whether `service` already ran on this node since boot (/run is a tmpfs); notes it did.
+
+    BGP sets the graceful-restart Restart State bit only for a real restart."""
+    marker = run_dir / node / f"{service}.started"
+    restarted = marker.exists()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return restarted

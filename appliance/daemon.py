@@ -115,9 +115,10 @@ class Daemon:
 
     async def _run_bgp(self, *, task_status: trio.TaskStatus[None]) -> None:
         """A fresh speaker for each (re)start: the supervisor restarts from a clean slate."""
-        bgp = self.config.bgp
-        assert bgp is not None
-        await BgpSpeaker(bgp, self.store).run(task_status=task_status)
+        cfg = self.config
+        assert cfg.bgp is not None
+        restarting = await trio.to_thread.run_sync(boot.note_restart, cfg.node.name, "bgp")
+        await BgpSpeaker(cfg.bgp, self.store, restarting=restarting).run(task_status=task_status)
 
     def stop(self, exit_code: int = 0) -> None:
         self.exit_code = exit_code

@@ -122,4 +122,7 @@ def compute_intent(
         for group in cfg.ha.groups:
             if roles.get(group.id) is HaRole.ACTIVE:
                 owned.update((group.interface, vip) for vip in group.vips)
-    return NodeIntent(frozenset(owned), tuple(sorted(adverts.values())))
+    return NodeIntent(
+        frozenset(owned),
+        tuple(sorted(adverts.values(), key=lambda a: (a.prefix.version, a.prefix))),
+    )

@@ -77,6 +77,8 @@ class PeerRunner:
         self._connecting: dict[BgpSession, trio.CancelScope] = {}
         self._timer_wake = trio.Event()
         self._nursery: trio.Nursery | None = None
+        #: set by an administrative shutdown: incoming connections are refused until restart
+        self.admin_down = False
 
     @property
     def session(self) -> BgpSession:
@@ -196,6 +198,14 @@ class PeerRunner:
         """An incoming connection from this peer (called in its own task by the speaker)."""
         now = trio.current_time()
         current = self.session
+        if self.admin_down:
+            log.info(
+                "bgp_connection_refused",
+                peer=str(self.config.peer_address),
+                reason="administratively down",
+            )
+            await stream.aclose()
+            return
         if current not in self._links and current.state in (State.CONNECT, State.ACTIVE):
             scope = self._connecting.pop(current, None)
             if scope is not None:
@@ -297,12 +307,14 @@ class PeerRunner:
     def shutdown(self, communication: str | None) -> None:
         """Administrative shutdown: Cease with a communication; no restart."""
         now = trio.current_time()
+        self.admin_down = True
         for session in self.connections.sessions:
             session.stop(now, communication)
         self.pump()
 
     def restart(self) -> None:
         """Start again after `shutdown` (or an escalated error)."""
+        self.admin_down = False
         self.session.start(trio.current_time())
         self.pump()
 

@@ -57,6 +57,7 @@ INGEST_SLICE = 200
 INGEST_BACKLOG = 64
 STATUS_PERIOD_S = 1.0
 KERNEL_SYNC_DEBOUNCE_S = 0.2
+STOP_FLUSH_TIMEOUT_S = 2.0
 KERNEL_FIRST_SYNC_WAIT_S = 10.0
 
 
@@ -142,7 +143,7 @@ def split_update(update: Update, size: int) -> Iterator[Update]:
 
 class BgpSpeaker:
     def __init__(
-        self, bgp: Bgp, store: StateStore, *, restarting: bool = True, seed: int | None = None
+        self, bgp: Bgp, store: StateStore, *, restarting: bool = False, seed: int | None = None
     ) -> None:
         self.bgp = bgp
         self._store = store
@@ -162,40 +163,56 @@ class BgpSpeaker:
     # --- service ------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled. The sessions run in a shielded scope so that, on cancel, a
+        speaker without graceful restart can still send its Cease before the sockets close."""
         self._store.publish(BGP_RIB_VIEW, self)
         self._store.publish(BGP_CONTROL, self)
+        sessions = trio.CancelScope(shield=True)
+        async with trio.open_nursery() as outer:
+            await outer.start(self._serve, sessions)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    if not self.bgp.graceful_restart.enabled:
+                        with trio.move_on_after(STOP_FLUSH_TIMEOUT_S):
+                            await self.shutdown("triolb stopping")
+                    sessions.cancel()
+
+    async def _serve(
+        self, sessions: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+    ) -> None:
         listener = None
         if self.bgp.listen_port:
             transports = [state.runner.transport for state in self.peers.values()]
             listener = await open_listener(self.bgp.listen_port, transports)
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                for state in self.peers.values():
-                    await nursery.start(state.runner.run)
-                    nursery.start_soon(self._ingest, state)
-                    self._publish(state)
-                if listener is not None:
-                    nursery.start_soon(self._accept, listener)
-                nursery.start_soon(self._follow_intent)
-                if self.bgp.install_routes:
-                    nursery.start_soon(self._kernel_sync)
-                nursery.start_soon(self._status_loop)
-                log.info(
-                    "bgp_started",
-                    asn=self.bgp.asn,
-                    router_id=str(self.bgp.router_id),
-                    peers=[str(a) for a in self.peers],
-                    listen_port=self.bgp.listen_port,
-                )
-                task_status.started()
+            with sessions:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    for state in self.peers.values():
+                        await nursery.start(state.runner.run)
+                        nursery.start_soon(self._ingest, state)
+                        self._publish(state)
+                    if listener is not None:
+                        nursery.start_soon(self._accept, listener)
+                    nursery.start_soon(self._follow_intent)
+                    if self.bgp.install_routes:
+                        nursery.start_soon(self._kernel_sync)
+                    nursery.start_soon(self._status_loop)
+                    log.info(
+                        "bgp_started",
+                        asn=self.bgp.asn,
+                        router_id=str(self.bgp.router_id),
+                        peers=[str(a) for a in self.peers],
+                        listen_port=self.bgp.listen_port,
+                    )
+                    task_status.started()
         finally:
             if listener is not None:
                 with trio.CancelScope(shield=True):
                     await listener.aclose()
-            if not self.bgp.graceful_restart.enabled:
-                with trio.CancelScope(shield=True):
-                    await self.shutdown("triolb stopping")
 
     async def shutdown(self, communication: str | None = None) -> None:
         """Cease every session (administrative shutdown with a communication) and flush."""

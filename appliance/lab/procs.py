@@ -110,7 +110,8 @@ def start_process(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=lab_env(env),
+            # the daemon's runtime files stay in the lab's directory, removed with the lab
+            env=lab_env({"TRIOLB_RUN_DIR": str(log_path.parent / "run"), **(env or {})}),
             close_fds=True,
         )
     _children[proc.pid] = proc

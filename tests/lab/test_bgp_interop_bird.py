@@ -137,12 +137,6 @@ def test_ipv6_session_carries_ipv6_vip(env: Interop) -> None:
     assert bird.routes(table="master4") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,  # the harness dies at start-up
-    reason="appliance/intent.py compute_intent sorts RouteAdverts by prefix, and IPv4 and "
-    "IPv6 networks do not compare: a node with IPv4 and IPv6 VIPs cannot compute its intent",
-)
 def test_dual_stack_node_advertises_both_families(env: Interop) -> None:
     bird = ipv6_bird(env)
     doc = ipv6_config(ROUTER_AS, with_ipv4_vip=True)

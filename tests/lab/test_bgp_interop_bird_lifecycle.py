@@ -128,11 +128,6 @@ def test_stop_without_graceful_restart_withdraws_the_route(env: Interop) -> None
     assert "graceful restart active" not in bird.protocol("node1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bgp/speaker.py BgpSpeaker.run: the Cease is queued only after the nursery (and "
-    "every PeerRunner link) was cancelled and closed, so it never reaches the wire",
-)
 def test_stop_without_graceful_restart_sends_administrative_shutdown(env: Interop) -> None:
     bird, _ = stop_node_without_graceful_restart(env)
     bird.wait_protocol("node1", lambda t: "Established" not in t, "the session over at BIRD")
@@ -174,11 +169,6 @@ def test_shutdown_communication_reaches_bird(env: Interop) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bgp/peer.py PeerRunner.accept: after an administrative shutdown an incoming "
-    "connection from the peer is taken as a contender and the session comes back up",
-)
 def test_administrative_shutdown_keeps_the_session_down(env: Interop) -> None:
     bird, node = shut_down_with_communication(env)
     bird.wait_routes(VIP, lambda rs: rs == [], "the VIP withdrawn by the shutdown")

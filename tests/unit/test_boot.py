@@ -39,3 +39,9 @@ def test_bpffs_mounted_reads_mount_table(tmp_path: Path) -> None:
     assert boot.bpffs_mounted(mounts)
     mounts.write_text("sysfs /sys sysfs rw 0 0\n")
     assert not boot.bpffs_mounted(mounts)
+
+
+def test_note_restart_is_false_once_then_true(tmp_path: Path) -> None:
+    assert boot.note_restart("node1", "bgp", tmp_path) is False
+    assert boot.note_restart("node1", "bgp", tmp_path) is True
+    assert boot.note_restart("node2", "bgp", tmp_path) is False
