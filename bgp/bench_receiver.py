@@ -12,6 +12,7 @@ p99 measured during the ingest.
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import json
 import sys
@@ -27,6 +28,35 @@ from appliance.state import StateStore
 from .fsm import State
 from .speaker import BgpSpeaker
 from .types import IPV4_UNICAST
+
+
+class SlowSteps(trio.abc.Instrument):
+    """Records the longest task steps (name, seconds): what keeps the loop from others."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.slowest: list[tuple[float, str]] = []
+        self.gc_started = 0.0
+        self.gc_pauses: list[tuple[float, int]] = []
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.gc_started = time.perf_counter()
+        else:
+            took = time.perf_counter() - self.gc_started
+            if took > 0.002:
+                self.gc_pauses.append((round(took * 1000, 1), info["generation"]))
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.started = time.perf_counter()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        took = time.perf_counter() - self.started
+        if took > 0.005:
+            self.slowest.append((took, task.name))
+            self.slowest.sort(reverse=True)
+            del self.slowest[20:]
 
 
 def emit(event: str, **fields: object) -> None:
@@ -72,12 +102,17 @@ async def receive(args: argparse.Namespace) -> None:
                 loop_lag_max_ms=round(lag.max_s * 1000, 3),
                 accepted=state.policy.accepted if state.policy else 0,
                 best=speaker.loc_rib.count(IPV4_UNICAST),
+                gc_pauses_ms=STEPS.gc_pauses[:20],
+                slowest_steps_ms=[(round(t * 1000, 1), n) for t, n in STEPS.slowest[:8]],
             )
             nursery.cancel_scope.cancel()
     if scope.cancelled_caught:
         count = state.adj_in.count(IPV4_UNICAST) if state.adj_in is not None else 0
         emit("timeout", received=count)
         sys.exit(1)
+
+
+STEPS = SlowSteps()
 
 
 def main() -> None:
@@ -88,7 +123,7 @@ def main() -> None:
     parser.add_argument("--peer-as", type=int, required=True)
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=600.0)
-    trio.run(receive, parser.parse_args())
+    trio.run(receive, parser.parse_args(), instruments=[STEPS])
 
 
 if __name__ == "__main__":

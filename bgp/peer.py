@@ -34,7 +34,7 @@ from .transport import PeerTransport, connect_peer, local_address
 
 log = get_logger("bgp")
 
-READ_CHUNK = 16 * 1024
+READ_CHUNK = 4 * 1024
 CONNECT_TIMEOUT_S = 5.0
 CLOSE_FLUSH_TIMEOUT_S = 1.0
 

@@ -18,6 +18,7 @@ import attrs
 import trio
 
 from appliance.config.model import Bgp, BgpPeer
+from appliance.heap import HeapFreezer
 from appliance.intent import INTENT, NodeIntent
 from appliance.state import StateStore
 from appliance.structlog import get_logger
@@ -159,6 +160,7 @@ class BgpSpeaker:
         self._nursery: trio.Nursery | None = None
         self._kernel_dirty = trio.Event()
         self._kernel_ready = trio.Event()  # first End-of-RIB seen (or a bounded wait passed)
+        self._heap = HeapFreezer()
 
     # --- service ------------------------------------------------------------------------------
 
@@ -374,6 +376,7 @@ class BgpSpeaker:
             item = state.backlog.popleft()
             if len(state.backlog) <= INGEST_BACKLOG // 2:
                 state.room.set()
+            self._heap.maybe_freeze(trio.current_time())
             if isinstance(item, Update):
                 await self._apply_update(state, item)
             elif isinstance(item, RouteChange):
