@@ -19,10 +19,10 @@ class ApiError(Exception):
     pass
 
 
-def api_get(node: str, path: str, params: dict[str, str] | None = None) -> Any:
-    url = node.rstrip("/") + path
+def _call(method: str, url: str, **kwargs: Any) -> Any:
+    """One API request; the decoded JSON body of a 200, else ApiError with the API's error."""
     try:
-        response = httpx.get(url, params=params, timeout=TIMEOUT_S)
+        response = httpx.request(method, url, timeout=TIMEOUT_S, **kwargs)
     except httpx.HTTPError as exc:
         raise ApiError(f"{url}: {exc}") from None
     try:
@@ -34,20 +34,13 @@ def api_get(node: str, path: str, params: dict[str, str] | None = None) -> Any:
     return body
 
 
+def api_get(node: str, path: str, params: dict[str, str] | None = None) -> Any:
+    return _call("GET", node.rstrip("/") + path, params=params)
+
+
 def api_post(node: str, path: str, token: str | None, body: dict[str, Any]) -> Any:
-    url = node.rstrip("/") + path
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = httpx.post(url, json=body, headers=headers, timeout=TIMEOUT_S)
-    except httpx.HTTPError as exc:
-        raise ApiError(f"{url}: {exc}") from None
-    try:
-        answer = response.json()
-    except ValueError:
-        raise ApiError(f"{url}: HTTP {response.status_code}, not JSON") from None
-    if response.status_code != 200:
-        raise ApiError(f"{url}: HTTP {response.status_code}: {answer.get('error', answer)}")
-    return answer
+    return _call("POST", node.rstrip("/") + path, json=body, headers=headers)
 
 
 def read_token(path: str | None) -> str | None:

@@ -13,7 +13,7 @@ Flow (the speaker wires it): ``AdjRibIn.apply(update)`` → `RouteChange`s → i
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import NamedTuple, TypeAlias
 
@@ -99,7 +99,22 @@ class RouteChange(NamedTuple):
 _InternKey: TypeAlias = tuple[PathAttributes, IPAddress | None, IPv6Address | None, bool]
 
 
-class AdjRibIn:
+class _PerFamilyCounts:
+    """Prefix counts of a table kept as one dict per address family."""
+
+    _tables: Mapping[Family, Mapping[PrefixKey, object]]
+
+    def count(self, family: Family) -> int:
+        return len(self._tables.get(family, {}))
+
+    def counts(self) -> dict[Family, int]:
+        return {family: len(table) for family, table in self._tables.items() if table}
+
+    def __len__(self) -> int:
+        return sum(len(table) for table in self._tables.values())
+
+
+class AdjRibIn(_PerFamilyCounts):
     """The routes one peer announced, before import policy (so a policy change can be
     re-applied without a route refresh)."""
 
@@ -222,15 +237,6 @@ class AdjRibIn:
     def __contains__(self, prefix: object) -> bool:
         return isinstance(prefix, IPv4Network | IPv6Network) and self.get(prefix) is not None
 
-    def count(self, family: Family) -> int:
-        return len(self._tables.get(family, {}))
-
-    def counts(self) -> dict[Family, int]:
-        return {family: len(table) for family, table in self._tables.items() if table}
-
-    def __len__(self) -> int:
-        return sum(len(table) for table in self._tables.values())
-
     def routes(self, family: Family | None = None) -> Iterator[Route]:
         for f, table in list(self._tables.items()):
             if family is None or f == family:
@@ -272,7 +278,7 @@ def _same_route(a: Path, b: Path) -> bool:
 _Held: TypeAlias = Path | tuple[Path, ...]
 
 
-class LocRib:
+class LocRib(_PerFamilyCounts):
     """Candidate paths per prefix from every peer (after import policy) and the decision.
 
     Per prefix it keeps one `Path` or, with several peers, a tuple in arrival order (oldest
@@ -382,15 +388,6 @@ class LocRib:
         for prefix, chosen in self.selections(family):
             if chosen.best is not None:
                 yield Route(prefix, chosen.best)
-
-    def count(self, family: Family) -> int:
-        return len(self._tables.get(family, {}))
-
-    def counts(self) -> dict[Family, int]:
-        return {family: len(table) for family, table in self._tables.items() if table}
-
-    def __len__(self) -> int:
-        return sum(len(table) for table in self._tables.values())
 
 
 def _index_of(candidates: tuple[Path, ...], peer: PeerInfo) -> int | None:
