@@ -45,6 +45,7 @@ class BgpNeighbor:
     channels: tuple[str, ...] = ("ipv4",)  # "ipv4" and/or "ipv6"
     graceful_restart: str | None = None  # one of GR_MODES; None: BIRD's default (aware)
     export: str = "none"  # the channels' export clause, e.g. "where source = RTS_STATIC"
+    ttl_security: bool = False  # GTSM (RFC 5082)
 
     def __attrs_post_init__(self) -> None:
         if not self.channels or not set(self.channels) <= {"ipv4", "ipv6"}:
@@ -99,6 +100,8 @@ def _neighbor_lines(config: BirdConfig, neighbor: BgpNeighbor) -> list[str]:
         lines.append(f'  password "{neighbor.password}";')
     if neighbor.graceful_restart is not None:
         lines.append(f"  graceful restart {neighbor.graceful_restart};")
+    if neighbor.ttl_security:
+        lines.append("  ttl security on;")
     lines += [
         "  connect delay time 1;",
         "  connect retry time 3;",

@@ -191,6 +191,37 @@ def test_tcp_md5_wrong_password_never_establishes(env: Interop) -> None:
     assert bird.routes(VIP) == []
 
 
+def gtsm_node(env: Interop) -> BgpNode:
+    doc = example_config(SCENARIO2, "node1")
+    router_peer(doc)["ttl_security"] = True
+    return env.nodes.start("node1", write_config(env.workdir, "node1", doc), ACTIVE)
+
+
+def test_gtsm_on_both_sides_establishes(env: Interop) -> None:
+    bird = env.bird(router_config(neighbor("node1", ttl_security=True)))
+    node = gtsm_node(env)
+    node.wait_established(ROUTER)
+    bird.wait_state("node1")
+    (route,) = bird.wait_routes(VIP, one_route, "the VIP over the GTSM session")
+    assert route.via == (NODE1,)
+
+
+def test_gtsm_drops_a_router_that_does_not_send_ttl_255(env: Interop) -> None:
+    # BIRD without GTSM sends eBGP with TTL 1: the node's minimum TTL of 255 drops it
+    bird = env.bird(router_config(neighbor("node1")))
+    node = gtsm_node(env)
+    holds_for(
+        lambda: (
+            bird.bgp_state("node1") != "Established"
+            and node.neighbor(ROUTER).get("state") != "Established"
+        ),
+        "no session with a router that does not use GTSM",
+        duration=4.0,
+        describe=lambda: bird.protocol("node1"),
+    )
+    assert node.neighbor(ROUTER)["established_count"] == 0
+
+
 # --- 4. the role decides BIRD's best path ---------------------------------------------------------
 
 
