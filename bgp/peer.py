@@ -106,13 +106,14 @@ class PeerRunner:
             deadline = min(deadlines, default=math.inf)
             with trio.move_on_at(deadline):
                 await self._timer_wake.wait()
-            self._timer_wake = trio.Event()
             now = trio.current_time()
             for session in self.connections.sessions:
                 timer = session.get_timer()
                 if timer is not None and timer <= now:
                     session.handle_timer(now)
             self.pump()
+            # re-armed after our own pump: only other tasks' pumps (or a deadline) wake us
+            self._timer_wake = trio.Event()
 
     # --- the one place session output is handled --------------------------------------------
 
