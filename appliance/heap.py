@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 
-MIN_INTERVAL_S = 0.25
+MIN_INTERVAL_S = 0.05
 
 
 class HeapFreezer:

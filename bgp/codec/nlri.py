@@ -15,7 +15,7 @@ are "irrelevant" (RFC 4271 §4.3) and are cleared, so decoded networks are alway
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import TypeVar
 
 from bgp.errors import BgpError, ErrorCode, Handling, UpdateSubcode
@@ -70,13 +70,31 @@ def _decode(
     return prefixes
 
 
+_make_netmask4 = IPv4Network._make_netmask  # type: ignore[attr-defined]
+
+
+def ipv4_network(value_and_bits: tuple[int, int]) -> IPv4Network:
+    """`IPv4Network((value, bits))` for an already-masked value, built without re-parsing.
+
+    The decoder checked the length and cleared the host bits, so the constructor's checks
+    would only repeat work; this is about three times faster, which matters at a million prefixes. A
+    property test holds it equal to the constructor's result."""
+    value, bits = value_and_bits
+    network = object.__new__(IPv4Network)
+    address = object.__new__(IPv4Address)
+    address._ip = value  # type: ignore[attr-defined]
+    network.network_address = address
+    network.netmask, network._prefixlen = _make_netmask4(bits)  # type: ignore[attr-defined]
+    return network
+
+
 def decode_ipv4_prefixes(
     data: bytes,
     subcode: UpdateSubcode = UpdateSubcode.INVALID_NETWORK_FIELD,
     what: str = "NLRI",
 ) -> list[IPv4Network]:
     """Parse a run of IPv4 prefixes; raise a session-reset `BgpError` with ``subcode``."""
-    return _decode(data, 4, IPv4Network, subcode, what)
+    return _decode(data, 4, ipv4_network, subcode, what)
 
 
 def decode_ipv6_prefixes(

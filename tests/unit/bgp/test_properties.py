@@ -111,3 +111,17 @@ def mutated(draw: st.DrawFn) -> tuple[Negotiated, bytes]:
 def test_mutated_messages_only_raise_bgp_error(case: tuple[Negotiated, bytes]) -> None:
     negotiated, data = case
     check_decoders(data, negotiated)
+
+
+@given(st.integers(0, 32), st.integers(0, 2**32 - 1))
+def test_fast_ipv4_network_equals_the_constructor(bits: int, raw: int) -> None:
+    from ipaddress import IPv4Network
+
+    from bgp.codec.nlri import ipv4_network
+
+    value = raw & ~((1 << (32 - bits)) - 1) & 0xFFFFFFFF
+    fast, slow = ipv4_network((value, bits)), IPv4Network((value, bits))
+    assert fast == slow and hash(fast) == hash(slow) and str(fast) == str(slow)
+    assert fast.prefixlen == slow.prefixlen and fast.netmask == slow.netmask
+    assert fast.broadcast_address == slow.broadcast_address
+    assert fast.network_address.packed == slow.network_address.packed
