@@ -63,10 +63,13 @@ def run_demo(config_dir: Path, max_seconds: float | None = None, out: TextIO = s
             if nodes:
                 stop.wait(STARTUP_GRACE if max_seconds is None else min(STARTUP_GRACE, max_seconds))
                 _report_nodes(handle, nodes, out)
-            print(
-                f"  ip netns exec {handle.ns('router')} ip route  # VIP routes once BGP is up",
-                file=out,
-            )
+            triolb = f"{sys.executable} -m appliance"
+            for line in (
+                f"ip netns exec {handle.ns('router')} ip route  # VIP routes once BGP is up",
+                f"ip netns exec {handle.ns('node1')} {triolb} show bgp neighbors",
+                f"ip netns exec {handle.ns('node1')} {triolb} show bgp routes --advertised",
+            ):
+                print(f"  {line}", file=out)
             bound = "" if max_seconds is None else f" (at most {max_seconds:g}s)"
             print(f"demo running{bound}; Ctrl-C to stop and tear down", file=out, flush=True)
             deadline = None if max_seconds is None else time.monotonic() + max_seconds
