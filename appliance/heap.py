@@ -1,10 +1,12 @@
 """Keep Python's cyclic garbage collector from pausing the event loop.
 
 A full table makes the RIB's dictionaries huge; every full collection would traverse them
-(~0.2 s at a million prefixes: a loop lag the protocols cannot afford). Long-lived objects are
-therefore moved, at most once a second while a bulk load runs, into the collector's permanent
-generation (`gc.freeze`). Reference counting still frees them the moment they are dropped;
-only cyclic garbage that exists at a freeze stays until `thaw` (called when the node is quiet).
+(~0.2 s at a million prefixes: a loop lag the protocols cannot afford — an HA master pausing
+that long would be taken over). While a bulk load runs, the young generations are collected
+and what survives is moved into the collector's permanent generation (`gc.freeze`), at most
+every `MIN_INTERVAL_S`. Reference counting still frees frozen objects the moment they are
+dropped; only cyclic garbage that happens to exist at a freeze is never reclaimed. It is never
+thawed on purpose: a thaw would bring back exactly the long pause this avoids.
 """
 
 from __future__ import annotations
@@ -29,7 +31,3 @@ class HeapFreezer:
         gc.freeze()
         self.freezes += 1
         return True
-
-    def thaw(self) -> None:
-        """Give frozen objects back to the collector (one full pass when it next runs)."""
-        gc.unfreeze()
