@@ -304,7 +304,11 @@ class BgpSpeaker:
         info = PeerInfo(
             state.config.address, event.peer_open.identifier, event.peer_open.asn, negotiated.ebgp
         )
-        if state.adj_in is None or state.info != info:
+        if state.adj_in is not None and state.info != info:
+            # a different speaker behind the address: its kept (stale) routes go first
+            self._enqueue_many(state, state.adj_in.clear())
+            state.adj_in = None
+        if state.adj_in is None:
             state.adj_in = AdjRibIn(info)
         state.info = info
         state.policy = PeerImport(self._import, info, state.config.max_prefixes)
