@@ -15,13 +15,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from appliance.lab import lifecycle, netbuild
 from appliance.lab.api import LabHandle, clean_stale, lab_down, lab_up
 from appliance.lab.state import load_state, prefix_of_namespace
+
+if TYPE_CHECKING:
+    from tests.lab.support.interop import Interop
 
 
 def lab_unavailable_reason() -> str | None:
@@ -103,3 +107,23 @@ def lab(
     if scenario is None:
         pytest.fail("parametrize `lab` indirectly with a scenario name")
     yield lab_factory(scenario)
+
+
+@pytest.fixture(scope="module")
+def interop_lab() -> Iterator[LabHandle]:
+    """One scenario-2 lab shared by a BGP interop module's tests."""
+    from tests.lab.support.interop import shared_lab  # it imports this module: load it late
+
+    with shared_lab() as handle:
+        yield handle
+
+
+@pytest.fixture
+def env(
+    interop_lab: LabHandle, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Interop]:
+    """Per interop test: its router and harness nodes, all stopped afterwards."""
+    from tests.lab.support.interop import interop
+
+    with interop(interop_lab, tmp_path, request) as parts:
+        yield parts

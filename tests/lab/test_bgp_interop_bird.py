@@ -9,8 +9,7 @@ active/backup attributes deciding BIRD's best path, and ECMP over active-active 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -25,7 +24,7 @@ from tests.lab.support.bird_configs import (
     router_config,
     routes_via,
 )
-from tests.lab.support.interop import Interop, interop, shared_lab
+from tests.lab.support.interop import Interop
 from tests.lab.support.nodes import (
     ACTIVE,
     APPLIANCE_AS4,
@@ -59,18 +58,6 @@ pytestmark = [
     pytest.mark.lab,
     pytest.mark.skipif(not bird_available(), reason="BIRD 2 not installed"),
 ]
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[LabHandle]:
-    with shared_lab() as handle:
-        yield handle
-
-
-@pytest.fixture
-def env(lab: LabHandle, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Interop]:
-    with interop(lab, tmp_path, request) as parts:
-        yield parts
 
 
 # --- 1. 4-octet AS numbers ------------------------------------------------------------------------

@@ -9,16 +9,13 @@ without an import policy (RFC 8212), accepted with one, installed in the kernel 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from appliance.lab.api import LabHandle
 from appliance.lab.bird import bird_available
 from tests.lab.support.bird_configs import Bird, neighbor, one_route, router_config
-from tests.lab.support.interop import Interop, interop, shared_lab
+from tests.lab.support.interop import Interop
 from tests.lab.support.nodes import (
     ACTIVE,
     KERNEL_PROTO,
@@ -44,18 +41,6 @@ pytestmark = [
 #: What the router's BIRD exports to the node in the import tests.
 EXPORTED = ("10.99.1.0/24", "10.99.2.0/24", "10.98.0.0/24")
 IMPORT_FILTER = [{"prefix": "10.99.0.0/16", "le": 24}]  # takes the 10.99 ones only
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[LabHandle]:
-    with shared_lab() as handle:
-        yield handle
-
-
-@pytest.fixture
-def env(lab: LabHandle, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Interop]:
-    with interop(lab, tmp_path, request) as parts:
-        yield parts
 
 
 def node1_config(graceful_restart: bool = True) -> ConfigDoc:

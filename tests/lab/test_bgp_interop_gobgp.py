@@ -11,15 +11,11 @@ has an IPv6 next hop, i.e. the session's own local address (`BgpSpeaker._establi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from appliance.lab.api import LabHandle
 from appliance.lab.scenarios import APPLIANCE_AS, ROUTER_AS
 from tests.lab.support.gobgp import gobgp_available, neighbor, one_path
-from tests.lab.support.interop import Interop, interop, shared_lab
+from tests.lab.support.interop import Interop
 from tests.lab.support.nodes import (
     ACTIVE,
     APPLIANCE_AS4,
@@ -43,18 +39,6 @@ pytestmark = [
     pytest.mark.lab,
     pytest.mark.skipif(not gobgp_available(), reason="GoBGP (gobgpd, gobgp) not installed"),
 ]
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[LabHandle]:
-    with shared_lab() as handle:
-        yield handle
-
-
-@pytest.fixture
-def env(lab: LabHandle, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Interop]:
-    with interop(lab, tmp_path, request) as parts:
-        yield parts
 
 
 def test_gobgp_four_octet_session_and_role_flip(env: Interop) -> None:
