@@ -19,6 +19,8 @@ from web.server import WebService
 from . import boot
 from .config import Config, ConfigError, load_config
 from .controller import IntentController
+from .ha import vips as ha_vips
+from .ha.service import HaService
 from .keys import CONFIG_GENERATION, RUNNING_CONFIG
 from .looplag import LoopLagMonitor
 from .state import StateKey, StateStore
@@ -51,8 +53,9 @@ class BootReport:
 @attrs.frozen
 class DaemonOptions:
     config_path: Path
-    #: Perform the boot duties (sysctls, bpffs, interface wait). Off only for tests that run
-    #: the daemon where it must not touch the network namespace.
+    #: Act on the network namespace: boot duties (sysctls, bpffs, interface wait) and the
+    #: services that change it (HA: VIP addresses, adverts, gratuitous ARP). Off only for tests
+    #: that run the daemon in-process where the namespace must stay untouched.
     boot: bool = True
     interface_wait_s: float = 30.0
     #: Serve the API/dashboard on web.listen. Off for in-process tests in the root namespace.
@@ -100,13 +103,16 @@ class Daemon:
                 await supervisor.start(
                     ServiceSpec("intent", IntentController(self.store).run, critical=True)
                 )
+                # HA owns addresses and sends ARP: never where the namespace must stay untouched
+                if cfg.ha is not None and self.options.boot:
+                    await supervisor.start(ServiceSpec("ha", self._run_ha))
                 if cfg.bgp is not None:
                     await supervisor.start(ServiceSpec("bgp", self._run_bgp))
                 if self.options.web:
                     auth = TokenAuth.from_file(cfg.web.token_file)
                     web = WebService(self.store, cfg.web.listen, auth)
                     await supervisor.start(ServiceSpec("web", web.run))
-                # HA election, conntrack sync and the dataplane programmer join here, each
+                # conntrack sync and the dataplane programmer join here, each
                 # with supervisor.start(), as they are built.
                 log.info("daemon_ready", services=supervisor.names)
                 task_status.started()
@@ -119,6 +125,15 @@ class Daemon:
         assert cfg.bgp is not None
         restarting = await trio.to_thread.run_sync(boot.note_restart, cfg.node.name, "bgp")
         await BgpSpeaker(cfg.bgp, self.store, restarting=restarting).run(task_status=task_status)
+
+    async def _run_ha(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """HA election; each group sources its adverts from its interface's own address."""
+        ha = self.config.ha
+        assert ha is not None
+        ifnames = {g.interface for g in ha.groups}
+        all_vips = [v for g in ha.groups for v in g.vips]
+        primary = await trio.to_thread.run_sync(ha_vips.primary_addresses, ifnames, all_vips)
+        await HaService(ha, self.store, primary).run(task_status=task_status)
 
     def stop(self, exit_code: int = 0) -> None:
         self.exit_code = exit_code
