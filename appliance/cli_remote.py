@@ -119,11 +119,47 @@ def show_bgp_routes(args: argparse.Namespace) -> int:
     return 0
 
 
+def show_ha(args: argparse.Namespace) -> int:
+    body = api_get(args.node, "/api/v1/ha")
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    rows = [
+        (
+            g["id"],
+            g["interface"],
+            g["role"],
+            g["state"],
+            f"{g['priority']} ({g['configured_priority']})",
+            g["master_address"] or "",
+            " ".join(g["vips"]),
+            g["transitions"],
+            g["last_reason"] or "",
+        )
+        for g in body["groups"]
+    ]
+    headers = (
+        "group",
+        "interface",
+        "role",
+        "state",
+        "priority (configured)",
+        "master",
+        "vips",
+        "changes",
+        "last reason",
+    )
+    print(format_table(headers, rows))
+    return 0
+
+
 def add_show_parser(sub: Any) -> None:
     show = sub.add_parser("show", help="state of a running node (through its API)")
     show.add_argument("--node", default=DEFAULT_NODE, help=f"API base URL (default {DEFAULT_NODE})")
     show.add_argument("--json", action="store_true", help="print the API's JSON")
     what = show.add_subparsers(dest="show_command", required=True)
+    ha = what.add_parser("ha", help="HA groups: role, state, priority, master")
+    ha.set_defaults(func=_guard(show_ha))
     bgp = what.add_parser("bgp", help="BGP").add_subparsers(dest="bgp_command", required=True)
     neighbors = bgp.add_parser("neighbors", help="sessions, state, prefix counts")
     neighbors.set_defaults(func=_guard(show_bgp_neighbors))

@@ -15,6 +15,7 @@ from appliance.state import StateStore
 from .auth import TokenAuth
 from .jsonable import to_jsonable
 from .routes_bgp import bgp_routes
+from .routes_ha import ha_routes
 
 
 def json_response(data: Any, status: int = 200) -> JSONResponse:
@@ -44,5 +45,5 @@ def create_app(store: StateStore, auth: TokenAuth | None = None) -> Starlette:
             }
         )
 
-    routes = [Route("/api/v1/node", node), *bgp_routes(store, auth)]
+    routes = [Route("/api/v1/node", node), *bgp_routes(store, auth), *ha_routes(store)]
     return Starlette(routes=routes)

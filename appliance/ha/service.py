@@ -31,6 +31,7 @@ import trio
 
 from appliance.boot import list_interfaces
 from appliance.config.model import Ha, HaGroup, Track, TrackType
+from appliance.ha.status import GroupStatus, group_status_key
 from appliance.intent import HaRole, role_key
 from appliance.state import StateStore
 from appliance.structlog import get_logger
@@ -80,6 +81,8 @@ class _Group:
         self.mastered = 0  # times it became MASTER: each one is announced by gratuitous ARP
         self.delta = 0
         self.vips_changed = trio.Event()
+        self.transitions = 0
+        self.last_reason: str | None = None
 
 
 def _check_ipv4(group: HaGroup) -> None:
@@ -210,6 +213,8 @@ class HaService:
                 self._send(group, event)
             elif isinstance(event, StateChanged):
                 self._state_changed(group, event)
+        for group in self._groups.values():  # the master seen, the priority: unchanged is free
+            self._publish_status(group)
         self._timer_wake.set()
 
     def _send(self, group: _Group, event: SendAdvert) -> None:
@@ -233,9 +238,29 @@ class HaService:
             priority=group.instance.priority,
         )
         self._store.publish(role_key(group.id), event.new.role)
+        group.transitions += 1
+        group.last_reason = str(event.reason)
         group.owns_vips = event.new is State.MASTER
         group.mastered += event.new is State.MASTER
         group.vips_changed.set()
+
+    def _publish_status(self, group: _Group) -> None:
+        instance = group.instance
+        self._store.publish(
+            group_status_key(group.id),
+            GroupStatus(
+                id=group.id,
+                interface=group.config.interface,
+                state=instance.state.value,
+                role=instance.state.role,
+                priority=instance.priority,
+                configured_priority=group.config.priority,
+                master_address=instance.master_address,
+                vips=group.config.vips,
+                transitions=group.transitions,
+                last_reason=group.last_reason,
+            ),
+        )
 
     # --- tasks --------------------------------------------------------------------------------
 

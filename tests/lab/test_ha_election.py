@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,6 +109,16 @@ def _client_reaches(handle: LabHandle, node: str) -> None:
     )
 
 
+def _show_ha(handle: LabHandle, node: str) -> dict[str, Any]:
+    result = handle.exec(
+        node, [sys.executable, "-m", "appliance", "show", "--json", "ha"], timeout=20
+    )
+    assert result.returncode == 0, result.stderr
+    (group,) = json.loads(result.stdout)["groups"]
+    assert isinstance(group, dict)
+    return group
+
+
 def _two_nodes(lab_factory: Callable[..., LabHandle]) -> tuple[LabHandle, int, int]:
     handle = lab_factory("scenario1", start_endpoints=False)
     pid1 = _start(handle, "node1")
@@ -123,6 +134,11 @@ def test_higher_priority_node_is_active_and_fails_over_on_link_loss(
     handle, _, _ = _two_nodes(lab_factory)
     states = [e for e in _events(handle, "node1-daemon") if e["event"] == "ha_state"]
     assert states and states[-1]["new"] == "master"
+    shown = {node: _show_ha(handle, node) for node in ("node1", "node2")}
+    assert shown["node1"]["role"] == "active" and shown["node1"]["priority"] == 150
+    assert shown["node2"]["role"] == "backup"
+    assert shown["node2"]["master_address"] == "192.168.80.252"
+    assert shown["node1"]["vips"] == ["192.168.80.200"]
 
     handle.exec("node1", ["ip", "link", "set", "eth0", "down"], timeout=5, check=True)
     _wait_until("node2 to become active", lambda: _active(handle, "node2"))

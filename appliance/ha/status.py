@@ -1,0 +1,27 @@
+"""What the HA service publishes per group, for the API, the CLI and the dashboard."""
+
+from __future__ import annotations
+
+import attrs
+
+from appliance.config.values import IPAddress
+from appliance.intent import HaRole
+from appliance.state import StateKey
+
+
+@attrs.frozen
+class GroupStatus:
+    id: int
+    interface: str
+    state: str  # INIT, BACKUP, MASTER, FAULT (VRRP names)
+    role: HaRole
+    priority: int  # effective: configured + tracking weights, clamped to 1-254
+    configured_priority: int
+    master_address: IPAddress | None
+    vips: tuple[IPAddress, ...]
+    transitions: int
+    last_reason: str | None
+
+
+def group_status_key(group_id: int) -> StateKey[GroupStatus]:
+    return StateKey(f"ha/{group_id}/status")
