@@ -14,7 +14,6 @@ from collections.abc import Callable
 import pytest
 
 from appliance.lab.api import LabHandle
-from appliance.lab.bird import bird_available
 from appliance.lab.scenarios import APPLIANCE_AS, ROUTER_AS
 from tests.lab.support.bird_configs import (
     Bird,
@@ -56,7 +55,6 @@ from tests.lab.support.polling import holds_for, wait_for
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(not bird_available(), reason="BIRD 2 not installed"),
 ]
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from appliance.lab.bird import bird_available
 from tests.lab.support.bird_configs import Bird, neighbor, one_route, router_config
 from tests.lab.support.interop import Interop
 from tests.lab.support.nodes import (
@@ -35,7 +34,6 @@ from tests.lab.support.polling import holds_for, wait_for
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(not bird_available(), reason="BIRD 2 not installed"),
 ]
 
 #: What the router's BIRD exports to the node in the import tests.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.lab.scenarios import APPLIANCE_AS, ROUTER_AS
-from tests.lab.support.gobgp import gobgp_available, neighbor, one_path
+from tests.lab.support.gobgp import neighbor, one_path
 from tests.lab.support.interop import Interop
 from tests.lab.support.nodes import (
     ACTIVE,
@@ -37,7 +37,6 @@ from tests.lab.support.nodes import (
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(not gobgp_available(), reason="GoBGP (gobgpd, gobgp) not installed"),
 ]
 
 

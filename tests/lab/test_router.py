@@ -12,12 +12,10 @@ from collections.abc import Callable
 import pytest
 
 from appliance.lab.api import LabHandle
-from appliance.lab.bird import bird_available
 from appliance.lab.scenarios import NODE_ADDRESSES, ROUTER_CLUSTER_ADDRESS
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(not bird_available(), reason="BIRD 2 not installed"),
 ]
 
 VIP = "198.51.100.10"

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 
 from appliance.lab.api import LabHandle, lab_up
-from appliance.lab.bird import bird_available
 from appliance.lab.scenarios import (
     ENDPOINT_ADDRESSES,
     ROUTER_CLIENT_ADDRESS,
@@ -114,8 +113,6 @@ def test_bird_runs_in_router(scenario_lab: LabHandle) -> None:
     if not is_routed(scenario_lab.scenario):
         assert scenario_lab.state.bird_socket is None
         return
-    if not bird_available():
-        pytest.skip("BIRD 2 not installed")
     status = scenario_lab.birdc("show status")
     assert f"Router ID is {ROUTER_CLUSTER_ADDRESS}" in status
     protocols = scenario_lab.birdc("show protocols")

@@ -33,8 +33,8 @@ def shared_lab(scenario: str = "scenario2") -> Iterator[LabHandle]:
     """A routed lab without endpoint servers and without the default BIRD (each test starts
     the router daemon it needs); removed afterwards whatever happened."""
     reason = lab_unavailable_reason()
-    if reason is not None:  # module fixtures run before conftest's autouse skip
-        pytest.skip(reason)
+    if reason is not None:  # module fixtures run before conftest's autouse check
+        pytest.fail(reason)
     handle = lab_up(scenario, start_endpoints=False, start_router=False)
     try:
         yield handle
