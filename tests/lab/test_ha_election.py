@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -59,8 +60,8 @@ def _wait_until(what: str, predicate: Callable[[], bool], timeout: float = WAIT_
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def _start(handle: LabHandle, node: str) -> int:
-    config = EXAMPLES / f"scenario1-l2-{node}.yaml"
+def _start(handle: LabHandle, node: str, config: Path | None = None) -> int:
+    config = config or EXAMPLES / f"scenario1-l2-{node}.yaml"
     argv = [sys.executable, "-m", "appliance", "run", "--config", str(config)]
     pid = handle.spawn(node, f"{node}-daemon", [*argv, "--log-format", "json"])
     handle.wait_for_log(f"{node}-daemon", "daemon_ready", timeout=WAIT_S)
@@ -163,3 +164,27 @@ def test_graceful_stop_hands_over_with_priority_zero(
     node1 = _events(handle, "node1-daemon")
     assert any(e["event"] == "ha_stopped" for e in node1)
     assert not _has_vip(handle, "node1")  # released on the way out
+
+
+def test_without_preempt_a_returning_node_stays_backup(
+    lab_factory: Callable[..., LabHandle], tmp_path: Path
+) -> None:
+    shutil.copytree(EXAMPLES / "secrets", tmp_path / "secrets")
+    text = (EXAMPLES / "scenario1-l2-node1.yaml").read_text()
+    assert "preempt: true" in text
+    config = tmp_path / "node1.yaml"
+    config.write_text(text.replace("preempt: true", "preempt: false"))
+    handle = lab_factory("scenario1", start_endpoints=False)
+    _start(handle, "node1", config)
+    _wait_until("node1 to become active", lambda: _active(handle, "node1"))
+    _start(handle, "node2")
+    handle.exec("node1", ["ip", "link", "set", "eth0", "down"], timeout=5, check=True)
+    _wait_until("node2 to become active", lambda: _active(handle, "node2"))
+    handle.exec("node1", ["ip", "link", "set", "eth0", "up"], timeout=5, check=True)
+    _wait_until("node1 back as backup", lambda: _show_ha(handle, "node1")["role"] == "backup")
+    # node1 has the higher priority but must not take the VIP back: watch for a while
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        assert _active(handle, "node2"), "node1 preempted although preempt is off"
+        time.sleep(0.1)
+    _client_reaches(handle, "node2")
