@@ -14,11 +14,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
+
+from .config.model import Interfaces
 
 PROC_SYS = Path("/proc/sys")
 #: Runtime state that lasts until reboot (tmpfs); the lab points it into its own directory.
@@ -70,15 +71,9 @@ def write_sysctls(
     return changes
 
 
-def selected_interfaces(
-    names: Iterable[str], include: Sequence[str], exclude: Sequence[str]
-) -> list[str]:
-    """Interfaces matched by any include regex and by no exclude regex (the seed's blacklist)."""
-    return [
-        n
-        for n in names
-        if any(re.search(p, n) for p in include) and not any(re.search(p, n) for p in exclude)
-    ]
+def selected_interfaces(names: Iterable[str], interfaces: Interfaces) -> list[str]:
+    """The interfaces the config's include/exclude regexes select (the seed's blacklist)."""
+    return [name for name in names if interfaces.selects(name)]
 
 
 def interface_sysctls(interfaces: Iterable[str]) -> list[tuple[str, str]]:

@@ -16,7 +16,13 @@ from .keys import RUNNING_CONFIG
 from .state import StateKey, StateStore
 
 ENDPOINT_HEALTH = StateKey[EndpointHealth]("health/endpoints")
-WATCHED_PREFIXES = ("config/", "ha/", "health/")
+
+
+def is_intent_input(key: str) -> bool:
+    """Running config, endpoint health and HA roles (not the HA groups' chatty status)."""
+    return key.startswith(("config/", "health/")) or (
+        key.startswith("ha/") and key.endswith("/role")
+    )
 
 
 def current_roles(store: StateStore, cfg: Config) -> Mapping[int, HaRole]:
@@ -42,5 +48,5 @@ class IntentController:
             await self._store.wait_changed(seen)
             changes = self._store.changes_since(seen)
             seen = self._store.version
-            if any(c.key.startswith(WATCHED_PREFIXES) for c in changes):
+            if any(is_intent_input(c.key) for c in changes):
                 self.recompute()

@@ -179,9 +179,7 @@ class Daemon:
 
     async def _boot(self, cfg: Config) -> None:
         interfaces = await self._wait_interfaces(required_interfaces(cfg))
-        selected = boot.selected_interfaces(
-            interfaces, cfg.interfaces.include, cfg.interfaces.exclude
-        )
+        selected = boot.selected_interfaces(interfaces, cfg.interfaces)
         settings = [*boot.GLOBAL_SYSCTLS, *boot.interface_sysctls(selected)]
         changes = await trio.to_thread.run_sync(boot.write_sysctls, settings)
         for change in changes:

@@ -499,7 +499,7 @@ class BgpSpeaker:
 
     def _publish(self, state: PeerState) -> None:
         adj = state.adj_in
-        received = sum(adj.counts().values()) if adj is not None else 0
+        received = len(adj) if adj is not None else 0
         self._store.publish(
             neighbor_key(state.config.address),
             NeighborStatus(

@@ -3,15 +3,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from appliance import boot
+from appliance.config.model import Interfaces
 
 
 def test_selected_interfaces_apply_include_then_exclude() -> None:
     names = ["lo", "eth0", "eth1", "docker0", "veth12"]
-    assert boot.selected_interfaces(names, [".*"], ["^lo$", "^docker", "^veth"]) == [
+    assert boot.selected_interfaces(names, Interfaces((".*",), ("^lo$", "^docker", "^veth"))) == [
         "eth0",
         "eth1",
     ]
-    assert boot.selected_interfaces(names, ["^eth1$"], []) == ["eth1"]
+    assert boot.selected_interfaces(names, Interfaces(("^eth1$",), ())) == ["eth1"]
 
 
 def test_write_sysctls_changes_only_what_differs(tmp_path: Path) -> None:
