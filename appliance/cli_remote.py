@@ -135,6 +135,8 @@ def show_ha(args: argparse.Namespace) -> int:
             " ".join(g["vips"]),
             g["transitions"],
             g["last_reason"] or "",
+            f"{g['received']}/{g['sent']}",
+            " ".join(f"{k}={v}" for k, v in sorted(g["rejected"].items())),
         )
         for g in body["groups"]
     ]
@@ -148,6 +150,8 @@ def show_ha(args: argparse.Namespace) -> int:
         "vips",
         "changes",
         "last reason",
+        "adverts in/out",
+        "rejected",
     )
     print(format_table(headers, rows))
     return 0

@@ -50,6 +50,7 @@ TRACK_INTERVAL_S = 0.2
 STOP_TIMEOUT_S = 2.0
 RETRY_S = 0.5
 AUTH_KEY_ID = 1
+UNKNOWN_PEER = "unknown-peer"  # a unicast group's advert from an address not in its peers
 
 
 def read_auth_key(path: Path) -> wire.AuthKeys:
@@ -83,6 +84,12 @@ class _Group:
         self.vips_changed = trio.Event()
         self.transitions = 0
         self.last_reason: str | None = None
+        self.rejected: dict[str, int] = {}
+        self.received = 0
+        self.sent = 0
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
 
 def _check_ipv4(group: HaGroup) -> None:
@@ -225,7 +232,9 @@ class HaService:
         for dst in group.peers or (wire.VRRP_GROUP_V4,):
             counter = self._counter.next() if group.auth is not None else 0
             payload = wire.encode(advert, group.local, dst, auth=group.auth, counter=counter)
-            if not sock.send(payload, dst):
+            if sock.send(payload, dst):
+                group.sent += 1
+            else:
                 log.debug("ha_advert_dropped", group=group.id, dst=str(dst))
 
     def _state_changed(self, group: _Group, event: StateChanged) -> None:
@@ -259,6 +268,9 @@ class HaService:
                 vips=group.config.vips,
                 transitions=group.transitions,
                 last_reason=group.last_reason,
+                rejected=dict(group.rejected),
+                received=group.received,
+                sent=group.sent,
             ),
         )
 
@@ -291,7 +303,9 @@ class HaService:
             if group is None:
                 continue
             if group.peers and datagram.src not in group.peers:
+                group.reject(UNKNOWN_PEER)
                 log.debug("ha_advert_ignored", group=group.id, src=str(datagram.src))
+                self._publish_status(group)
                 continue
             try:
                 wire.check_ttl(datagram.ttl)
@@ -299,6 +313,8 @@ class HaService:
                     payload, datagram.src, datagram.dst, auth=group.auth, replay=group.replay
                 )
             except HaError as exc:
+                group.reject(str(exc.reason))
+                self._publish_status(group)
                 log.debug(
                     "ha_advert_rejected",
                     group=group.id,
@@ -306,6 +322,7 @@ class HaService:
                     reason=str(exc.reason),
                 )
                 continue
+            group.received += 1
             group.instance.receive_advert(advert, datagram.src, trio.current_time())
             self.pump()
 

@@ -21,6 +21,11 @@ class GroupStatus:
     vips: tuple[IPAddress, ...]
     transitions: int
     last_reason: str | None
+    #: adverts received for the group and discarded, by reason (``auth-forged``,
+    #: ``auth-replayed``, ``bad-ttl``, ``unknown-peer``...): each one changed nothing
+    rejected: dict[str, int] = attrs.field(factory=dict)
+    received: int = 0  # adverts accepted
+    sent: int = 0  # adverts sent (one per destination)
 
 
 def group_status_key(group_id: int) -> StateKey[GroupStatus]:
