@@ -38,6 +38,19 @@ class _IndentedDumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
+#: characters PyYAML writes raw inside single quotes although YAML folds them as line breaks
+_YAML_BREAKS = frozenset("\x85\u2028\u2029")
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if _YAML_BREAKS.intersection(value):  # double quotes escape them (\N, \L, \P)
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return dumper.represent_str(value)
+
+
+_IndentedDumper.add_representer(str, _represent_str)
+
+
 def dump_config(cfg: Config) -> str:
     return yaml.dump(
         config_tree(cfg),
@@ -150,6 +163,7 @@ def _group(group: HaGroup) -> Tree:
     }
     _put(tree, "auth_key_file", group.auth_key_file)
     tree["track"] = [_track(t) for t in group.track]
+    _put(tree, "notify", group.notify)
     return tree
 
 
@@ -157,6 +171,7 @@ def _ha(ha: Ha) -> Tree:
     return {
         "groups": [_group(g) for g in ha.groups],
         "sync_groups": [{"name": s.name, "groups": list(s.groups)} for s in ha.sync_groups],
+        "join_timeout_ms": ha.join_timeout_ms,
     }
 
 
