@@ -18,10 +18,11 @@ from web.server import WebService
 
 from . import boot
 from .config import Config, ConfigError, load_config
+from .config.model import Ha
 from .controller import IntentController
 from .ha import vips as ha_vips
-from .ha.service import HaService
-from .keys import CONFIG_GENERATION, RUNNING_CONFIG
+from .ha.service import HaService, Sources
+from .keys import CONFIG_GENERATION, RELOADS, RUNNING_CONFIG
 from .looplag import LoopLagMonitor
 from .state import StateKey, StateStore
 from .structlog import get_logger
@@ -62,6 +63,14 @@ class DaemonOptions:
     web: bool = True
 
 
+def _ha_sources(ha: Ha) -> Sources:
+    """Blocking (pyroute2): the advert source addresses of the HA groups' interfaces."""
+    ifnames = {g.interface for g in ha.groups}
+    ipv4 = ha_vips.primary_addresses(ifnames, [v for g in ha.groups for v in g.vips])
+    ipv6 = {name: ll for name in ifnames if (ll := ha_vips.link_local_address(name)) is not None}
+    return Sources(ipv4=ipv4, ipv6=ipv6)
+
+
 def required_interfaces(cfg: Config) -> list[str]:
     """Interfaces the config names explicitly (HA groups); the daemon waits for them."""
     if cfg.ha is None:
@@ -75,6 +84,7 @@ class Daemon:
         self.store = StateStore()
         self.exit_code = 0
         self._generation = 1
+        self._reloads = 0
         self._cancel = trio.CancelScope()
         self.store.publish(RUNNING_CONFIG, config)
         self.store.publish(CONFIG_GENERATION, self._generation)
@@ -127,13 +137,15 @@ class Daemon:
         await BgpSpeaker(cfg.bgp, self.store, restarting=restarting).run(task_status=task_status)
 
     async def _run_ha(self, *, task_status: trio.TaskStatus[None]) -> None:
-        """HA election; each group sources its adverts from its interface's own address."""
-        ha = self.config.ha
+        """HA election; IPv4 groups source their adverts from the interface's own address,
+        IPv6 groups from its link-local address. With conntrack sync, preemption waits for
+        sync's bulk resync (the join gate)."""
+        cfg = self.config
+        ha = cfg.ha
         assert ha is not None
-        ifnames = {g.interface for g in ha.groups}
-        all_vips = [v for g in ha.groups for v in g.vips]
-        primary = await trio.to_thread.run_sync(ha_vips.primary_addresses, ifnames, all_vips)
-        await HaService(ha, self.store, primary).run(task_status=task_status)
+        sources = await trio.to_thread.run_sync(_ha_sources, ha)
+        service = HaService(ha, self.store, sources, join_gate=cfg.sync is not None)
+        await service.run(task_status=task_status)
 
     def stop(self, exit_code: int = 0) -> None:
         self.exit_code = exit_code
@@ -174,6 +186,8 @@ class Daemon:
                 self.store.publish(CONFIG_GENERATION, self._generation)
                 result = ReloadResult(True, self._generation)
                 log.info("reload_applied", generation=self._generation)
+            self._reloads += 1
+            self.store.publish(RELOADS, self._reloads)
         self.store.publish(LAST_RELOAD, result)
         return result
 

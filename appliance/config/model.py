@@ -148,6 +148,9 @@ class Service:
         return endpoint.probe if endpoint.probe is not None else self.probe
 
 
+JOIN_TIMEOUT_MS = 30_000
+
+
 @attrs.frozen
 class Track:
     """Something an HA group watches. ``weight`` None: its failure puts the group in FAULT."""
@@ -170,6 +173,7 @@ class HaGroup:
     unicast_peers: tuple[IPAddress, ...] = ()
     auth_key_file: Path | None = None
     track: tuple[Track, ...] = ()
+    notify: str | None = None  # command run with (group id, old role, new role) on each change
 
 
 @attrs.frozen
@@ -184,6 +188,9 @@ class SyncGroup:
 class Ha:
     groups: tuple[HaGroup, ...]
     sync_groups: tuple[SyncGroup, ...] = ()
+    #: with conntrack sync configured, how long a (re)starting node waits for its bulk resync
+    #: before it may preempt anyway
+    join_timeout_ms: int = JOIN_TIMEOUT_MS
 
 
 @attrs.frozen

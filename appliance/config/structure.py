@@ -69,7 +69,11 @@ class Draft:
         ha_draft = self.ha.get()
         ha_section = None
         if ha_draft is not None:
-            ha_section = Ha(_complete(ha_draft.groups), _complete(ha_draft.sync_groups))
+            ha_section = Ha(
+                _complete(ha_draft.groups),
+                _complete(ha_draft.sync_groups),
+                ha_draft.join_timeout_ms,
+            )
         return Config(
             node=self.node.get(),
             interfaces=self.interfaces.get(),

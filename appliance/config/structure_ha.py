@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from .model import HaGroup, SyncGroup, Track, TrackType
+from .model import JOIN_TIMEOUT_MS, HaGroup, SyncGroup, Track, TrackType
 from .reader import Converter, Field, Invalid
 from .scalars import (
     boolean,
@@ -19,7 +19,7 @@ from .scalars import (
     text,
 )
 
-HA_KEYS = ("groups", "sync_groups")
+HA_KEYS = ("groups", "sync_groups", "join_timeout_ms")
 GROUP_KEYS = (
     "id",
     "interface",
@@ -31,6 +31,7 @@ GROUP_KEYS = (
     "unicast_peers",
     "auth_key_file",
     "track",
+    "notify",
 )
 TRACK_KEYS = ("type", "name", "weight", "interval_ms")
 SYNC_GROUP_KEYS = ("name", "groups")
@@ -44,6 +45,7 @@ class HaDraft:
 
     groups: tuple[HaGroup | None, ...]
     sync_groups: tuple[SyncGroup | None, ...]
+    join_timeout_ms: int = JOIN_TIMEOUT_MS
 
 
 def ha(field: Field) -> HaDraft:
@@ -52,8 +54,9 @@ def ha(field: Field) -> HaDraft:
     if groups.ok and not groups.get():
         m.error("groups", "must have at least 1 item")
     sync_groups = m.optional("sync_groups", items_of(sync_group), ())
+    join_timeout = m.optional("join_timeout_ms", integer(0, 600_000), JOIN_TIMEOUT_MS)
     m.finish()
-    return HaDraft(groups.get(), sync_groups.get())
+    return HaDraft(groups.get(), sync_groups.get(), join_timeout.get())
 
 
 def _peer_name(field: Field) -> str:
@@ -108,6 +111,7 @@ def ha_group(field: Field) -> HaGroup:
     peers = m.optional("unicast_peers", list_of(ip_address), ())
     auth = m.optional("auth_key_file", existing_file, None)
     tracks = m.optional("track", list_of(track), ())
+    notify = m.optional("notify", _command, None)
     m.finish()
     return HaGroup(
         id=group_id.get(),
@@ -120,6 +124,7 @@ def ha_group(field: Field) -> HaGroup:
         unicast_peers=peers.get(),
         auth_key_file=auth.get(),
         track=tracks.get(),
+        notify=notify.get(),
     )
 
 

@@ -2,22 +2,27 @@
 
 One `VrrpInstance` per configured group, one raw socket per interface (`transport`), and:
 
-* a receive task per interface: IP header checks, `wire.decode` (with the group's key and a
-  replay guard), `receive_advert`;
+* a receive task per interface: IP header checks, `wire.decode` (with the group's keys and a
+  replay guard), `receive_advert`; every discarded advert is counted by reason;
 * a timer loop sleeping until the earliest instance deadline (woken after every pump);
-* a tracking loop polling the oper state of tracked interfaces every 200 ms
-  (`tracking.evaluate` → `set_fault` / `set_priority_adjustment`);
+* a tracking loop (every 200 ms, and at once when a command track flips) observing the
+  tracked objects (`observe`) → `tracking.evaluate` → `set_fault` / `set_priority_adjustment`;
+  a task per ``command`` track runs it every interval;
 * a VIP reconciler per group: owns the VIPs exactly while the group is MASTER (adds them and
-  sends gratuitous ARPs on becoming MASTER, removes them on leaving it and on stop).
+  announces the on-link ones by gratuitous ARP on becoming MASTER, removes them on leaving it
+  and on stop). VIPs on-link on the group's interface go there, the others on ``lo``
+  (`placement`);
+* a notifier task per group with a ``notify`` command (`commands.Notifier`);
+* the join gate: with conntrack sync configured the instances start with the gate closed and
+  open it when sync publishes `SYNC_RESYNCED` (or after ``ha.join_timeout_ms``);
+* a config watcher: after a reload the groups' key files are read again (key rotation); other
+  HA changes need a restart of the service.
 
 `pump` is the one place instance output is handled: `SendAdvert` is encoded and sent at once
-(sending never blocks), `StateChanged` publishes the group's role under `role_key(group)`
-and wakes the group's VIP reconciler. On cancellation every instance is stopped (a MASTER
-resigns with priority 0, sent before returning) and the VIPs are removed, shielded and
-bounded by `STOP_TIMEOUT_S`.
-
-IPv4 groups only for now. Tracks of types other than ``interface`` are not observed yet and
-are ignored (with a warning). The join gate stays open (conntrack sync will drive it).
+(sending never blocks), `StateChanged` publishes the group's role under `role_key(group)`,
+queues the notify hook and wakes the group's VIP reconciler. On cancellation every instance is
+stopped (a MASTER resigns with priority 0, sent before returning) and the VIPs are removed,
+shielded and bounded by `STOP_TIMEOUT_S`.
 """
 
 from __future__ import annotations
@@ -25,59 +30,62 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Mapping
-from pathlib import Path
 
+import attrs
 import trio
 
 from appliance.boot import list_interfaces
-from appliance.config.model import Ha, HaGroup, Track, TrackType
+from appliance.config.model import Config, Ha, HaGroup, TrackType
+from appliance.config.values import IPAddress
 from appliance.ha.status import GroupStatus, group_status_key
 from appliance.intent import HaRole, role_key
+from appliance.keys import RELOADS, RUNNING_CONFIG, SYNC_RESYNCED
 from appliance.state import StateStore
 from appliance.structlog import get_logger
 
-from . import garp, tracking, vips, wire
+from . import garp, placement, tracking, vips, wire
+from .commands import CommandCheck, Notifier
 from .errors import HaError, HaErrorReason
 from .instance import InstanceConfig, SendAdvert, State, StateChanged, VrrpInstance
+from .keyfile import read_auth_keys
+from .observe import observe
 from .sync_group import SyncGroupCoordinator
 from .transport import AuthCounter, VrrpSocket
 
 log = get_logger("ha")
 
-__all__ = ["AUTH_KEY_ID", "STOP_TIMEOUT_S", "TRACK_INTERVAL_S", "HaService", "read_auth_key"]
+__all__ = ["STOP_TIMEOUT_S", "TRACK_INTERVAL_S", "UNKNOWN_PEER", "HaService"]
 
 TRACK_INTERVAL_S = 0.2
 STOP_TIMEOUT_S = 2.0
 RETRY_S = 0.5
-AUTH_KEY_ID = 1
 UNKNOWN_PEER = "unknown-peer"  # a unicast group's advert from an address not in its peers
-
-
-def read_auth_key(path: Path) -> wire.AuthKeys:
-    """The group's keys from its key file: the file's contents (stripped) are the HMAC key."""
-    secret = path.read_bytes().strip()
-    if not secret:
-        raise HaError(HaErrorReason.BAD_CONFIG, f"empty key file {path}")
-    return wire.AuthKeys(wire.AuthKey(AUTH_KEY_ID, secret))
 
 
 class _Group:
     """One group's instance and the shell's state around it."""
 
     def __init__(
-        self, config: HaGroup, local: ipaddress.IPv4Address, auth: wire.AuthKeys | None
+        self,
+        config: HaGroup,
+        local: IPAddress,
+        auth: wire.AuthKeys | None,
+        *,
+        join_timeout_s: float,
     ) -> None:
         self.config = config
         self.id = config.id
         self.local = local
         self.auth = auth
         self.replay = wire.ReplayGuard()
-        self.instance = VrrpInstance(InstanceConfig.from_group(config, local))
-        self.vips = tuple(ipaddress.IPv4Address(v) for v in config.vips)
-        self.peers = tuple(ipaddress.IPv4Address(p) for p in config.unicast_peers)
-        self.tracks: tuple[Track, ...] = tuple(
-            t for t in config.track if t.type is TrackType.INTERFACE
+        self.instance = VrrpInstance(
+            InstanceConfig.from_group(config, local, join_gate_timeout_s=join_timeout_s)
         )
+        self.vips: tuple[IPAddress, ...] = config.vips
+        self.peers: tuple[IPAddress, ...] = config.unicast_peers
+        # where each VIP goes (`placement`); decided at start from the interface's networks
+        self.placed: dict[str, tuple[IPAddress, ...]] = {config.interface: self.vips}
+        self.notifier = Notifier(config.notify, config.id) if config.notify else None
         self.owns_vips = False  # desired: the group is MASTER
         self.mastered = 0  # times it became MASTER: each one is announced by gratuitous ARP
         self.delta = 0
@@ -88,17 +96,47 @@ class _Group:
         self.received = 0
         self.sent = 0
 
+    @property
+    def socket_key(self) -> tuple[str, int]:
+        return (self.config.interface, self.local.version)
+
+    @property
+    def announced(self) -> tuple[IPAddress, ...]:
+        """The VIPs announced on the link when taken: those on the group's interface."""
+        return self.placed.get(self.config.interface, ())
+
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
 
-def _check_ipv4(group: HaGroup) -> None:
-    for address in (*group.vips, *group.unicast_peers):
-        if address.version != 4:
+def group_family(group: HaGroup) -> int:
+    """The group's address family (4 or 6): that of its VIPs, which must agree."""
+    versions = {a.version for a in (*group.vips, *group.unicast_peers)}
+    if len(versions) != 1:
+        raise HaError(
+            HaErrorReason.BAD_ADDRESS_FAMILY,
+            f"HA group {group.id}: IPv4 and IPv6 VIPs or peers mixed; use one group per family",
+        )
+    return versions.pop()
+
+
+@attrs.frozen
+class Sources:
+    """The source address of the adverts on each interface: its primary IPv4 address, and
+    its link-local IPv6 address (RFC 5798 §5.1.2.1)."""
+
+    ipv4: Mapping[str, ipaddress.IPv4Address] = attrs.field(factory=dict)
+    ipv6: Mapping[str, ipaddress.IPv6Address] = attrs.field(factory=dict)
+
+    def for_group(self, group: HaGroup) -> IPAddress:
+        family = group_family(group)
+        found = (self.ipv4 if family == 4 else self.ipv6).get(group.interface)
+        if found is None:
+            kind = "IPv4 address" if family == 4 else "IPv6 link-local address"
             raise HaError(
-                HaErrorReason.BAD_ADDRESS_FAMILY,
-                f"HA group {group.id}: {address} (IPv6 groups are not supported yet)",
+                HaErrorReason.BAD_CONFIG, f"HA group {group.id}: no {kind} on {group.interface}"
             )
+        return found
 
 
 class HaService:
@@ -106,29 +144,32 @@ class HaService:
         self,
         ha: Ha,
         store: StateStore,
-        primary: Mapping[str, ipaddress.IPv4Address],
+        sources: Sources,
         *,
         garp_count: int = garp.DEFAULT_COUNT,
         track_interval_s: float = TRACK_INTERVAL_S,
+        join_gate: bool = False,
     ) -> None:
         self.ha = ha
         self._store = store
-        self._primary = dict(primary)
+        self._sources = sources
         self._garp_count = garp_count
         self._track_interval_s = track_interval_s
-        for group in ha.groups:
-            _check_ipv4(group)
-            if group.interface not in self._primary:
-                raise HaError(
-                    HaErrorReason.BAD_CONFIG,
-                    f"HA group {group.id}: no IPv4 address on {group.interface}",
-                )
+        self._join_gate = join_gate
+        self._locals = {group.id: sources.for_group(group) for group in ha.groups}
         self._groups: dict[int, _Group] = {}
         self._sync: list[SyncGroupCoordinator] = []
         self._lone: list[_Group] = []
-        self._sockets: dict[str, VrrpSocket] = {}
+        self._sockets: dict[tuple[str, int], VrrpSocket] = {}
         self._counter = AuthCounter()
         self._timer_wake = trio.Event()
+        self._track_wake = trio.Event()
+        self._commands = {
+            t.name: CommandCheck(t.name, t.interval_ms / 1000)
+            for group in ha.groups
+            for t in group.track
+            if t.type is TrackType.COMMAND
+        }
 
     @property
     def groups(self) -> Mapping[int, VrrpInstance]:
@@ -141,20 +182,33 @@ class HaService:
         await self._build()
         try:
             async with trio.open_nursery() as nursery:
-                for ifname, sock in self._sockets.items():
-                    nursery.start_soon(self._receive_loop, ifname, sock)
+                for key, sock in self._sockets.items():
+                    nursery.start_soon(self._receive_loop, key, sock)
+                async with trio.open_nursery() as first:  # every command once, concurrently
+                    for check in self._commands.values():
+                        first.start_soon(check.check)
                 await self._observe_tracks()  # observe before starting: a down link → FAULT
                 now = trio.current_time()
                 for group in self._groups.values():
+                    if self._join_gate:
+                        group.instance.set_join_gate(False, now)
                     group.instance.start(now)
                     nursery.start_soon(self._vip_loop, group)
+                    if group.notifier is not None:
+                        nursery.start_soon(group.notifier.run)
                 self.pump()
                 nursery.start_soon(self._timer_loop)
                 nursery.start_soon(self._track_loop)
+                for check in self._commands.values():
+                    nursery.start_soon(check.run, self._track_wake.set)
+                if self._join_gate:
+                    nursery.start_soon(self._join_loop)
+                nursery.start_soon(self._config_loop)
                 log.info(
                     "ha_started",
                     groups=[g.id for g in self._groups.values()],
-                    interfaces=sorted(self._sockets),
+                    interfaces=sorted({ifname for ifname, _ in self._sockets}),
+                    join_gate=self._join_gate,
                 )
                 task_status.started()
         finally:
@@ -165,17 +219,23 @@ class HaService:
             self._sockets.clear()
 
     async def _build(self) -> None:
-        sockets: dict[str, VrrpSocket] = {}
+        join_timeout_s = self.ha.join_timeout_ms / 1000
+        for group in self.ha.groups:
+            auth = None
+            if group.auth_key_file is not None:
+                auth = await trio.to_thread.run_sync(read_auth_keys, group.auth_key_file)
+            g = _Group(group, self._locals[group.id], auth, join_timeout_s=join_timeout_s)
+            networks = await trio.to_thread.run_sync(
+                placement.interface_networks, group.interface, group.vips
+            )
+            g.placed = placement.place_vips(group.vips, group.interface, networks)
+            self._groups[group.id] = g
+            self._store.publish(role_key(group.id), HaRole.INIT)
+        sockets: dict[tuple[str, int], VrrpSocket] = {}
         try:
-            for group in self.ha.groups:
-                local = self._primary[group.interface]
-                auth = None
-                if group.auth_key_file is not None:
-                    auth = await trio.to_thread.run_sync(read_auth_key, group.auth_key_file)
-                self._groups[group.id] = _Group(group, local, auth)
-                self._store.publish(role_key(group.id), HaRole.INIT)
-                if group.interface not in sockets:
-                    sockets[group.interface] = VrrpSocket.open(group.interface, local)
+            for g in self._groups.values():
+                if g.socket_key not in sockets:
+                    sockets[g.socket_key] = VrrpSocket.open(g.config.interface, g.local)
         except BaseException:
             for sock in sockets.values():
                 sock.close()
@@ -187,12 +247,6 @@ class HaService:
             self._sync.append(SyncGroupCoordinator(sync.name, members))
             in_sync.update(sync.groups)
         self._lone = [g for gid, g in self._groups.items() if gid not in in_sync]
-        for group in self.ha.groups:
-            ignored = [
-                f"{t.type}:{t.name}" for t in group.track if t.type is not TrackType.INTERFACE
-            ]
-            if ignored:
-                log.warning("ha_tracks_not_observed", group=group.id, tracks=ignored)
 
     async def _stop(self) -> None:
         now = trio.current_time()
@@ -201,10 +255,11 @@ class HaService:
         self.pump()  # the priority-0 resignations leave here, synchronously
         for group in self._groups.values():
             group.owns_vips = False
-            try:
-                await trio.to_thread.run_sync(vips.remove_vips, group.config.interface, group.vips)
-            except Exception as exc:
-                log.error("ha_vip_remove_failed", group=group.id, error=str(exc))
+            for ifname, addresses in group.placed.items():
+                try:
+                    await trio.to_thread.run_sync(vips.remove_vips, ifname, addresses)
+                except Exception as exc:
+                    log.error("ha_vip_remove_failed", group=group.id, error=str(exc))
         log.info("ha_stopped")
 
     # --- the one place instance output is handled ---------------------------------------------
@@ -225,11 +280,12 @@ class HaService:
         self._timer_wake.set()
 
     def _send(self, group: _Group, event: SendAdvert) -> None:
-        sock = self._sockets.get(group.config.interface)
+        sock = self._sockets.get(group.socket_key)
         if sock is None:
             return
         advert = wire.Advert(group.id, event.priority, event.interval_cs, group.vips)
-        for dst in group.peers or (wire.VRRP_GROUP_V4,):
+        multicast = wire.VRRP_GROUP_V4 if group.local.version == 4 else wire.VRRP_GROUP_V6
+        for dst in group.peers or (multicast,):
             counter = self._counter.next() if group.auth is not None else 0
             payload = wire.encode(advert, group.local, dst, auth=group.auth, counter=counter)
             if sock.send(payload, dst):
@@ -252,6 +308,8 @@ class HaService:
         group.owns_vips = event.new is State.MASTER
         group.mastered += event.new is State.MASTER
         group.vips_changed.set()
+        if group.notifier is not None and event.old.role is not event.new.role:
+            group.notifier.notify(event.old.role, event.new.role)
 
     def _publish_status(self, group: _Group) -> None:
         instance = group.instance
@@ -292,8 +350,8 @@ class HaService:
             # re-armed after our own pump: only other tasks' pumps (or a deadline) wake us
             self._timer_wake = trio.Event()
 
-    async def _receive_loop(self, ifname: str, sock: VrrpSocket) -> None:
-        by_vrid = {g.id: g for g in self._groups.values() if g.config.interface == ifname}
+    async def _receive_loop(self, key: tuple[str, int], sock: VrrpSocket) -> None:
+        by_vrid = {g.id: g for g in self._groups.values() if g.socket_key == key}
         while True:
             datagram = await sock.receive()
             payload = datagram.payload
@@ -303,9 +361,7 @@ class HaService:
             if group is None:
                 continue
             if group.peers and datagram.src not in group.peers:
-                group.reject(UNKNOWN_PEER)
-                log.debug("ha_advert_ignored", group=group.id, src=str(datagram.src))
-                self._publish_status(group)
+                self._reject(group, UNKNOWN_PEER, datagram.src)
                 continue
             try:
                 wire.check_ttl(datagram.ttl)
@@ -313,54 +369,105 @@ class HaService:
                     payload, datagram.src, datagram.dst, auth=group.auth, replay=group.replay
                 )
             except HaError as exc:
-                group.reject(str(exc.reason))
-                self._publish_status(group)
-                log.debug(
-                    "ha_advert_rejected",
-                    group=group.id,
-                    src=str(datagram.src),
-                    reason=str(exc.reason),
-                )
+                self._reject(group, str(exc.reason), datagram.src)
                 continue
             group.received += 1
             group.instance.receive_advert(advert, datagram.src, trio.current_time())
             self.pump()
 
+    def _reject(self, group: _Group, reason: str, src: IPAddress) -> None:
+        group.reject(reason)
+        self._publish_status(group)
+        log.debug("ha_advert_rejected", group=group.id, src=str(src), reason=reason)
+
     async def _track_loop(self) -> None:
         while True:
-            await trio.sleep(self._track_interval_s)
+            with trio.move_on_after(self._track_interval_s):
+                await self._track_wake.wait()
+            self._track_wake = trio.Event()
             await self._observe_tracks()
 
     async def _observe_tracks(self) -> None:
-        tracked = [g for g in self._groups.values() if g.tracks]
+        tracked = [g for g in self._groups.values() if g.config.track]
         if not tracked:
             return
-        states = await trio.to_thread.run_sync(list_interfaces)
-        observations: dict[tuple[TrackType, str], tracking.Observation] = {
-            (TrackType.INTERFACE, name): state for name, state in states.items()
-        }
+        tracks = [t for g in tracked for t in g.config.track]
+        interfaces: Mapping[str, str] = {}
+        if any(t.type is TrackType.INTERFACE for t in tracks):
+            interfaces = await trio.to_thread.run_sync(list_interfaces)
+        observations = observe(
+            tracks,
+            interfaces=interfaces,
+            store=self._store,
+            config=self._store.get(RUNNING_CONFIG),
+            commands=self._commands,
+        )
         now = trio.current_time()
         for group in tracked:
-            result = tracking.evaluate(group.tracks, observations)
+            result = tracking.evaluate(group.config.track, observations)
             instance = group.instance
             if result.fault != instance.local_fault:
                 log.info(
                     "ha_track",
                     group=group.id,
                     fault=result.fault,
-                    down=[t.name for t in result.down],
+                    down=[f"{t.type}:{t.name}" for t in result.down],
                 )
                 instance.set_fault(result.fault, now)
             if result.delta != group.delta:
+                log.info(
+                    "ha_track",
+                    group=group.id,
+                    delta=result.delta,
+                    down=[f"{t.type}:{t.name}" for t in result.down],
+                )
                 group.delta = result.delta
                 instance.set_priority_adjustment(result.delta, now)
         self.pump()
 
-    async def _vip_loop(self, group: _Group) -> None:
-        """Make the interface's VIPs follow ``group.owns_vips``; announce them when taken.
+    async def _join_loop(self) -> None:
+        """Open the join gates once conntrack sync has resynced (the instances open them by
+        themselves at ``join_timeout_ms``)."""
+        await self._store.wait_for(SYNC_RESYNCED, bool)
+        now = trio.current_time()
+        for group in self._groups.values():
+            if not group.instance.join_gate_open:
+                group.instance.set_join_gate(True, now)
+        log.info("ha_join_gate_open", reason="sync-resynced")
+        self.pump()
 
-        Starts from "unknown", so a first pass as non-MASTER removes VIPs left by a crash."""
-        ifname = group.config.interface
+    async def _config_loop(self) -> None:
+        """After each reload read the key files again: a key rotation needs no restart."""
+        seen = self._store.get(RELOADS)
+        async for _ in self._store.watch(RELOADS.name):
+            reloads, cfg = self._store.get(RELOADS), self._store.get(RUNNING_CONFIG)
+            if reloads == seen or cfg is None:
+                continue
+            seen = reloads
+            await self._reload_keys(cfg)
+
+    async def _reload_keys(self, cfg: Config) -> None:
+        configured = {g.id: g for g in (cfg.ha.groups if cfg.ha else ())}
+        for gid, group in self._groups.items():
+            new = configured.get(gid)
+            if new is None or new.auth_key_file is None:
+                continue  # a removed group or auth turned off: needs a restart (logged below)
+            try:
+                keys = await trio.to_thread.run_sync(read_auth_keys, new.auth_key_file)
+            except HaError as exc:
+                log.error("ha_keys_reload_failed", group=gid, error=str(exc))
+                continue
+            if keys != group.auth:
+                group.auth = keys
+                ids = [k.id for k in (keys.current, keys.previous) if k is not None]
+                log.info("ha_keys_reloaded", group=gid, key_ids=ids)
+        if cfg.ha != self.ha:
+            log.warning("ha_config_changed", detail="HA changes other than keys apply on restart")
+
+    async def _vip_loop(self, group: _Group) -> None:
+        """Make the group's VIPs follow ``group.owns_vips``; announce the on-link ones when
+        taken. Starts from "unknown", so a first pass as non-MASTER removes VIPs left by a
+        crash."""
         applied: bool | None = None
         announced = 0
         while True:
@@ -372,21 +479,33 @@ class HaService:
             try:
                 if want:
                     mastered = group.mastered
-                    added = await trio.to_thread.run_sync(vips.add_vips, ifname, group.vips)
-                    log.info("ha_vips_added", group=group.id, vips=[str(v) for v in added])
-                    for round_ in range(self._garp_count):
-                        if not group.owns_vips:
-                            break  # lost MASTER meanwhile: release the VIPs without delay
-                        if round_:
-                            await trio.sleep(garp.DEFAULT_SPACING_S)
-                        await garp.send_garps(ifname, group.vips, count=1)
+                    await self._take_vips(group)
                     announced = mastered
                 else:
-                    removed = await trio.to_thread.run_sync(vips.remove_vips, ifname, group.vips)
-                    if removed:
-                        log.info("ha_vips_removed", group=group.id, vips=[str(v) for v in removed])
+                    await self._release_vips(group)
             except Exception as exc:
                 log.warning("ha_vips_failed", group=group.id, owns=want, error=str(exc))
                 await trio.sleep(RETRY_S)
                 continue
             applied = want
+
+    async def _take_vips(self, group: _Group) -> None:
+        for ifname, addresses in group.placed.items():
+            added = await trio.to_thread.run_sync(vips.add_vips, ifname, addresses)
+            log.info("ha_vips_added", group=group.id, dev=ifname, vips=[str(v) for v in added])
+        if not group.announced:
+            return
+        for round_ in range(self._garp_count):
+            if not group.owns_vips:
+                break  # lost MASTER meanwhile: release the VIPs without delay
+            if round_:
+                await trio.sleep(garp.DEFAULT_SPACING_S)
+            await garp.send_garps(group.config.interface, group.announced, count=1)
+
+    async def _release_vips(self, group: _Group) -> None:
+        for ifname, addresses in group.placed.items():
+            removed = await trio.to_thread.run_sync(vips.remove_vips, ifname, addresses)
+            if removed:
+                log.info(
+                    "ha_vips_removed", group=group.id, dev=ifname, vips=[str(v) for v in removed]
+                )

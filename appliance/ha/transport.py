@@ -1,13 +1,18 @@
-"""The VRRP socket of one interface: raw IPv4, protocol 112 (IPv4 only for now).
+"""The VRRP socket of one interface: raw IPv4 or IPv6, protocol 112.
 
-One socket per interface serves every HA group on it: the receiver demultiplexes by VRID.
-Outgoing advertisements leave with TTL 255 (RFC 5798 §5.1.1.3), to 224.0.0.18 or to each
-unicast peer, with the interface's primary address as source (``IP_PKTINFO``), so the
-checksum pseudo-header the core computes matches the IP header the kernel writes. Sending
-never blocks: a datagram the socket cannot take is dropped (VRRP tolerates loss).
+One socket per interface and address family serves every HA group on it: the receiver
+demultiplexes by VRID. Outgoing advertisements leave with TTL / hop limit 255 (RFC 5798
+§5.1.1.3, §5.1.2.3), to the group (224.0.0.18 / ff02::12, `VrrpSocket.group`) or to each unicast
+peer, with ``local`` as source (``IP_PKTINFO`` / ``IPV6_PKTINFO``), so the checksum pseudo-header
+the core computes matches the IP header the kernel writes. For IPv6 ``local`` is the interface's
+link-local address, the source of IPv6 advertisements (RFC 5798 §5.1.2.1). Sending never blocks:
+a datagram the socket cannot take is dropped (VRRP tolerates loss).
 
-Received datagrams carry their IP header: the TTL (`wire.check_ttl`), source and destination
-come from it, the payload goes to `wire.decode`.
+Received IPv4 datagrams carry their IP header: the TTL (`wire.check_ttl`), source and destination
+come from it. A raw IPv6 socket delivers the payload alone: the source comes from the sender's
+address, hop limit and destination from ancillary data (``IPV6_RECVHOPLIMIT``,
+``IPV6_RECVPKTINFO``; `parse_ipv6_ancillary`). The payload goes to `wire.decode`; the kernel
+neither computes nor verifies the VRRP checksum (``IPV6_CHECKSUM`` off), `wire` does both.
 """
 
 from __future__ import annotations
@@ -16,24 +21,44 @@ import ipaddress
 import socket
 import struct
 import time
+from collections.abc import Iterable
 
 import attrs
 import trio
 
+from appliance.config.values import IPAddress
+
 from . import wire
 
-__all__ = ["AuthCounter", "Datagram", "VrrpSocket", "parse_ipv4"]
+__all__ = ["AuthCounter", "Datagram", "VrrpSocket", "parse_ipv4", "parse_ipv6_ancillary"]
 
 RECV_SIZE = 65535
 _IP_PKTINFO = struct.Struct("=I4s4s")  # struct in_pktinfo
 _IP_MREQN = struct.Struct("=4s4si")  # struct ip_mreqn
-IP_PKTINFO: int = getattr(socket, "IP_PKTINFO", 8)  # Linux value; not in every stub
+_IN6_PKTINFO = struct.Struct("=16sI")  # struct in6_pktinfo
+_IPV6_MREQ = struct.Struct("=16sI")  # struct ipv6_mreq
+_INT = struct.Struct("=i")
+# Linux values, for the names some Python builds or type stubs lack
+IP_PKTINFO: int = getattr(socket, "IP_PKTINFO", 8)
+IPV6_CHECKSUM: int = getattr(socket, "IPV6_CHECKSUM", 7)
+IPV6_UNICAST_HOPS: int = getattr(socket, "IPV6_UNICAST_HOPS", 16)
+IPV6_MULTICAST_IF: int = getattr(socket, "IPV6_MULTICAST_IF", 17)
+IPV6_MULTICAST_HOPS: int = getattr(socket, "IPV6_MULTICAST_HOPS", 18)
+IPV6_MULTICAST_LOOP: int = getattr(socket, "IPV6_MULTICAST_LOOP", 19)
+IPV6_JOIN_GROUP: int = getattr(socket, "IPV6_JOIN_GROUP", 20)
+IPV6_RECVPKTINFO: int = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO: int = getattr(socket, "IPV6_PKTINFO", 50)
+IPV6_RECVHOPLIMIT: int = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
+IPV6_HOPLIMIT: int = getattr(socket, "IPV6_HOPLIMIT", 52)
+_ANCILLARY_SIZE = socket.CMSG_SPACE(_INT.size) + socket.CMSG_SPACE(_IN6_PKTINFO.size)
 
 
 @attrs.frozen
 class Datagram:
-    src: ipaddress.IPv4Address
-    dst: ipaddress.IPv4Address
+    """A received datagram; ``ttl`` is the IPv4 TTL or the IPv6 hop limit."""
+
+    src: IPAddress
+    dst: IPAddress
     ttl: int
     payload: bytes
 
@@ -54,6 +79,31 @@ def parse_ipv4(packet: bytes) -> Datagram | None:
     )
 
 
+def parse_ipv6_ancillary(
+    ancdata: Iterable[tuple[int, int, bytes]],
+) -> tuple[int | None, ipaddress.IPv6Address | None]:
+    """The hop limit (``IPV6_HOPLIMIT``) and destination address (``IPV6_PKTINFO``) in the
+    ancillary data of `socket.socket.recvmsg`; None for what is missing or malformed."""
+    hoplimit: int | None = None
+    dst: ipaddress.IPv6Address | None = None
+    for level, kind, data in ancdata:
+        if level != socket.IPPROTO_IPV6:
+            continue
+        if kind == IPV6_HOPLIMIT and len(data) >= _INT.size:
+            value = _INT.unpack_from(data)[0]
+            hoplimit = value if 0 <= value <= 255 else None
+        elif kind == IPV6_PKTINFO and len(data) >= _IN6_PKTINFO.size:
+            dst = ipaddress.IPv6Address(_IN6_PKTINFO.unpack_from(data)[0])
+    return hoplimit, dst
+
+
+def _unscoped(address: IPAddress) -> IPAddress:
+    """``address`` without an IPv6 scope id (``fe80::1%eth0`` -> ``fe80::1``)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return ipaddress.IPv6Address(address.packed)
+    return address
+
+
 class AuthCounter:
     """A strictly increasing, restart-safe counter for the authentication trailer: the wall
     clock in nanoseconds, bumped past the last value when the clock has not moved on."""
@@ -67,24 +117,37 @@ class AuthCounter:
 
 
 class VrrpSocket:
-    """The raw protocol-112 socket bound to ``ifname``, sourcing from ``local``."""
+    """The raw protocol-112 socket bound to ``ifname``, sourcing from ``local``; its family is
+    that of ``local`` (for IPv6, the interface's link-local address)."""
 
-    def __init__(self, ifname: str, local: ipaddress.IPv4Address, ifindex: int) -> None:
+    def __init__(self, ifname: str, local: IPAddress, ifindex: int) -> None:
         self.ifname = ifname
-        self.local = local
+        self.local: IPAddress = _unscoped(local)
         self.ifindex = ifindex
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, wire.IPPROTO_VRRP)
+        self._sock = socket.socket(self.family, socket.SOCK_RAW, wire.IPPROTO_VRRP)
         try:
-            self._setup()
+            if self.local.version == 4:
+                self._setup_v4()
+            else:
+                self._setup_v6()
         except BaseException:
             self._sock.close()
             raise
 
     @classmethod
-    def open(cls, ifname: str, local: ipaddress.IPv4Address) -> VrrpSocket:
+    def open(cls, ifname: str, local: IPAddress) -> VrrpSocket:
         return cls(ifname, local, socket.if_nametoindex(ifname))
 
-    def _setup(self) -> None:
+    @property
+    def family(self) -> socket.AddressFamily:
+        return socket.AF_INET if self.local.version == 4 else socket.AF_INET6
+
+    @property
+    def group(self) -> IPAddress:
+        """The VRRP multicast group of this socket's family."""
+        return wire.VRRP_GROUP_V4 if self.local.version == 4 else wire.VRRP_GROUP_V6
+
+    def _setup_v4(self) -> None:
         s = self._sock
         s.setblocking(False)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
@@ -95,31 +158,71 @@ class VrrpSocket:
         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
         s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
 
-    def send(self, payload: bytes, dst: ipaddress.IPv4Address) -> bool:
-        """Send one advertisement; False when it was dropped (buffer full, link down...)."""
-        pktinfo = _IP_PKTINFO.pack(self.ifindex, self.local.packed, b"\x00" * 4)
+    def _setup_v6(self) -> None:
+        s = self._sock
+        v6 = socket.IPPROTO_IPV6
+        s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
+        # The checksum is wire's business (computed with the link-local source): -1 keeps the
+        # kernel from filling it in on send and from checking it on receive. It is the default
+        # for a raw socket of a protocol other than ICMPv6; set it anyway, and make sure.
+        s.setsockopt(v6, IPV6_CHECKSUM, -1)
+        if s.getsockopt(v6, IPV6_CHECKSUM) != -1:
+            raise OSError(f"{self.ifname}: cannot turn the kernel's IPv6 checksum off")
+        s.setsockopt(v6, IPV6_UNICAST_HOPS, wire.TTL)
+        s.setsockopt(v6, IPV6_MULTICAST_HOPS, wire.TTL)
+        s.setsockopt(v6, IPV6_MULTICAST_LOOP, 0)
+        s.setsockopt(v6, IPV6_MULTICAST_IF, self.ifindex)
+        s.setsockopt(v6, IPV6_RECVHOPLIMIT, 1)
+        s.setsockopt(v6, IPV6_RECVPKTINFO, 1)
+        mreq = _IPV6_MREQ.pack(wire.VRRP_GROUP_V6.packed, self.ifindex)
+        s.setsockopt(v6, IPV6_JOIN_GROUP, mreq)
+
+    def send(self, payload: bytes, dst: IPAddress) -> bool:
+        """Send one advertisement; False when it was dropped (buffer full, link down...).
+
+        Raises ValueError when ``dst`` is not of the socket's family."""
+        dst = _unscoped(dst)
+        if dst.version != self.local.version:
+            raise ValueError(f"destination {dst} on an IPv{self.local.version} socket")
+        address: tuple[str, int] | tuple[str, int, int, int]
+        if self.local.version == 4:
+            level, kind = socket.IPPROTO_IP, IP_PKTINFO
+            pktinfo = _IP_PKTINFO.pack(self.ifindex, self.local.packed, b"\x00" * 4)
+            address = (str(dst), 0)
+        else:
+            level, kind = socket.IPPROTO_IPV6, IPV6_PKTINFO
+            pktinfo = _IN6_PKTINFO.pack(self.local.packed, self.ifindex)
+            address = (str(dst), 0, 0, self.ifindex)  # the scope of link-local / multicast
         try:
-            self._sock.sendmsg(
-                [payload],
-                [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)],
-                0,
-                (str(dst), 0),
-            )
+            self._sock.sendmsg([payload], [(level, kind, pktinfo)], 0, address)
         except OSError:
             return False
         return True
 
     async def receive(self) -> Datagram:
-        """The next well-formed IPv4 datagram (malformed ones are skipped)."""
+        """The next well-formed datagram (malformed ones are skipped)."""
         while True:
             await trio.lowlevel.wait_readable(self._sock)
             try:
-                packet = self._sock.recv(RECV_SIZE)
+                datagram = self._receive_one()
             except BlockingIOError:
                 continue
-            datagram = parse_ipv4(packet)
             if datagram is not None:
                 return datagram
+
+    def _receive_one(self) -> Datagram | None:
+        if self.local.version == 4:
+            return parse_ipv4(self._sock.recv(RECV_SIZE))
+        payload, ancdata, _flags, address = self._sock.recvmsg(RECV_SIZE, _ANCILLARY_SIZE)
+        hoplimit, dst = parse_ipv6_ancillary(ancdata)
+        if hoplimit is None or dst is None:
+            return None
+        try:
+            src = ipaddress.IPv6Address(str(address[0]).partition("%")[0])
+        except ValueError:
+            return None
+        return Datagram(src=src, dst=dst, ttl=hoplimit, payload=payload)
 
     def close(self) -> None:
         self._sock.close()

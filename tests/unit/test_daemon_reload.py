@@ -16,6 +16,7 @@ from appliance.daemon import (
     Daemon,
     DaemonOptions,
 )
+from appliance.keys import RELOADS
 from appliance.looplag import LOOP_LAG
 from appliance.supervisor import ServiceState, service_key
 
@@ -44,6 +45,7 @@ async def test_reload_applies_valid_and_rejects_invalid(
 
         unchanged = await daemon.reload()
         assert unchanged.ok and unchanged.generation == 1
+        assert daemon.store.get(RELOADS) == 1  # counted: files the config names may have changed
 
         path.write_text(path.read_text().replace("name: node1", "name: node1b"))
         applied = await daemon.reload()
@@ -57,6 +59,7 @@ async def test_reload_applies_valid_and_rejects_invalid(
         assert daemon.store.require(CONFIG_GENERATION) == 2
         assert daemon.store.require(RUNNING_CONFIG).node.name == "node1b"
         assert daemon.store.require(LAST_RELOAD) == rejected
+        assert daemon.store.get(RELOADS) == 2  # a rejected reload is not one
 
         daemon.stop()
     assert daemon.exit_code == 0
