@@ -1,6 +1,9 @@
-"""The four seed scenarios as lab topologies (addressing fixed by DESIGN.md; configs rely on it)."""
+"""The four seed scenarios as lab topologies (addressing fixed by DESIGN.md; configs rely on it),
+plus ``ha3``: scenario 1's flat L2 segment with a third node, for the HA election tests."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from appliance.lab.topology import Host, HostRole, Link, Route, Switch, Topology
 
@@ -9,10 +12,15 @@ SCENARIO_NAMES: dict[str, str] = {
     "scenario2": "scenario2-bgp-active-backup",
     "scenario3": "scenario3-bgp-ecmp",
     "scenario4": "scenario4-ctsync",
+    "ha3": "ha3-l2-three-nodes",
 }
+#: The flat-L2 scenarios: no router, the client on the cluster segment.
+FLAT_SCENARIOS = frozenset({SCENARIO_NAMES["scenario1"], SCENARIO_NAMES["ha3"]})
 
 CLUSTER_PREFIXLEN = 24
 NODE_ADDRESSES = {"node1": "192.168.80.252", "node2": "192.168.80.253"}
+#: ``ha3``: node3 takes the next free address below node1's
+HA3_NODE_ADDRESSES = {**NODE_ADDRESSES, "node3": "192.168.80.251"}
 ENDPOINT_ADDRESSES = {"ep1": "192.168.80.101", "ep2": "192.168.80.102", "ep3": "192.168.80.103"}
 ROUTER_CLUSTER_ADDRESS = "192.168.80.254"
 ROUTER_CLIENT_ADDRESS = "203.0.113.1"
@@ -38,14 +46,16 @@ def canonical_scenario(name: str) -> str:
 
 def is_routed(name: str) -> bool:
     """True for the L3 scenarios (2-4), which have a router running BIRD."""
-    return canonical_scenario(name) != SCENARIO_NAMES["scenario1"]
+    return canonical_scenario(name) not in FLAT_SCENARIOS
 
 
-def _cluster_members(switch: str, gateway: str | None) -> tuple[list[Host], list[Link]]:
+def _cluster_members(
+    switch: str, gateway: str | None, nodes: Mapping[str, str] = NODE_ADDRESSES
+) -> tuple[list[Host], list[Link]]:
     routes = (Route("default", gateway),) if gateway else ()
     hosts: list[Host] = []
     links: list[Link] = []
-    for name, ip in NODE_ADDRESSES.items():
+    for name, ip in nodes.items():
         hosts.append(Host(name, HostRole.NODE, ("eth0",), routes, _FORWARDING))
         links.append(Link(name, "eth0", switch, f"{ip}/{CLUSTER_PREFIXLEN}"))
     for name, ip in ENDPOINT_ADDRESSES.items():
@@ -54,9 +64,10 @@ def _cluster_members(switch: str, gateway: str | None) -> tuple[list[Host], list
     return hosts, links
 
 
-def flat_l2_topology() -> Topology:
-    """Scenario 1: client, nodes and endpoints on one bridge, no router."""
-    hosts, links = _cluster_members("lan", gateway=None)
+def flat_l2_topology(nodes: Mapping[str, str] = NODE_ADDRESSES) -> Topology:
+    """Scenario 1 (``ha3``: with ``HA3_NODE_ADDRESSES``): client, nodes and endpoints on one
+    bridge, no router."""
+    hosts, links = _cluster_members("lan", gateway=None, nodes=nodes)
     hosts.insert(0, Host("client", HostRole.CLIENT, ("eth0",)))
     links.insert(0, Link("client", "eth0", "lan", f"{L2_CLIENT_ADDRESS}/24"))
     return Topology(tuple(hosts), (Switch("lan"),), tuple(links))
@@ -87,4 +98,6 @@ def scenario_topology(name: str) -> Topology:
     """A scenario's topology, by short (``scenario3``) or long (``scenario3-bgp-ecmp``) name."""
     if is_routed(name):
         return routed_topology()
+    if canonical_scenario(name) == SCENARIO_NAMES["ha3"]:
+        return flat_l2_topology(HA3_NODE_ADDRESSES)
     return flat_l2_topology()
