@@ -323,8 +323,10 @@ class VrrpInstance:
         self._lower_master_since = None
         self.master_address = self.config.primary_address
         self.master_priority = self.priority
-        self._advertise(now)
+        # the state change first: the shell takes and announces the VIPs before it sends the
+        # advert (the clients' gap ends with the announcement; the backups can wait 0.2 ms)
         self._set_state(State.MASTER, Reason.MASTER_DOWN)
+        self._advertise(now)
 
     def _apply_fault(self, now: float) -> None:
         if self.faulted:

@@ -1,6 +1,6 @@
 """What the tracked objects of the HA groups look like now, gathered for `tracking.evaluate`.
 
-* interface: the oper state from the kernel (`boot.list_interfaces`, read by the caller);
+* interface: the oper state from the kernel (`linkstate.oper_states`, read by the caller);
 * BGP peer: the session state the speaker publishes under ``bgp/neighbor/<address>`` (a peer
   the speaker does not know, or a speaker that is not running, is down);
 * service: healthy when one of its endpoints is (`intent.service_healthy` on the published

@@ -5,7 +5,7 @@ One `VrrpInstance` per configured group, one raw socket per interface (`transpor
 * a receive task per interface: IP header checks, `wire.decode` (with the group's keys and a
   replay guard), `receive_advert`; every discarded advert is counted by reason;
 * a timer loop sleeping until the earliest instance deadline (woken after every pump);
-* a tracking loop (every 200 ms, and at once when a command track flips) observing the
+* a tracking loop (every 100 ms, and at once when a command track flips) observing the
   tracked objects (`observe`) → `tracking.evaluate` → `set_fault` / `set_priority_adjustment`;
   a task per ``command`` track runs it every interval;
 * a VIP reconciler per group: owns the VIPs exactly while the group is MASTER (adds them and
@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import time
 from collections.abc import Mapping
 
 import attrs
 import trio
 
-from appliance.boot import list_interfaces
 from appliance.config.model import Config, Ha, HaGroup, TrackType
 from appliance.config.values import IPAddress
 from appliance.ha.status import GroupStatus, group_status_key
@@ -48,17 +48,19 @@ from .commands import CommandCheck, Notifier
 from .errors import HaError, HaErrorReason
 from .instance import InstanceConfig, SendAdvert, State, StateChanged, VrrpInstance
 from .keyfile import read_auth_keys
+from .linkstate import oper_states
 from .observe import observe
 from .sync_group import SyncGroupCoordinator
-from .transport import AuthCounter, VrrpSocket
+from .transport import AuthCounter, Datagram, VrrpSocket
 
 log = get_logger("ha")
 
 __all__ = ["STOP_TIMEOUT_S", "TRACK_INTERVAL_S", "UNKNOWN_PEER", "HaService"]
 
-TRACK_INTERVAL_S = 0.2
+TRACK_INTERVAL_S = 0.1
 STOP_TIMEOUT_S = 2.0
 RETRY_S = 0.5
+EARLY_WAKE_S = 0.002
 UNKNOWN_PEER = "unknown-peer"  # a unicast group's advert from an address not in its peers
 
 
@@ -86,8 +88,10 @@ class _Group:
         # where each VIP goes (`placement`); decided at start from the interface's networks
         self.placed: dict[str, tuple[IPAddress, ...]] = {config.interface: self.vips}
         self.notifier = Notifier(config.notify, config.id) if config.notify else None
+        self.announcer = garp.Announcer(config.interface)
         self.owns_vips = False  # desired: the group is MASTER
         self.mastered = 0  # times it became MASTER: each one is announced by gratuitous ARP
+        self.claimed = 0  # the `mastered` count whose VIPs `_claim` added and announced
         self.delta = 0
         self.vips_changed = trio.Event()
         self.transitions = 0
@@ -139,6 +143,15 @@ class Sources:
         return found
 
 
+def arrival(datagram: Datagram) -> float:
+    """When ``datagram`` arrived, on Trio's clock: now, less the time it waited in the socket
+    (from its kernel timestamp; clamped to [0, 1 s] against wall-clock steps)."""
+    now = trio.current_time()
+    if datagram.arrived is None:
+        return now
+    return now - min(max(time.time() - datagram.arrived, 0.0), 1.0)
+
+
 class HaService:
     def __init__(
         self,
@@ -162,8 +175,10 @@ class HaService:
         self._lone: list[_Group] = []
         self._sockets: dict[tuple[str, int], VrrpSocket] = {}
         self._counter = AuthCounter()
+        self._addresses = vips.AddressEditor()
         self._timer_wake = trio.Event()
         self._track_wake = trio.Event()
+        self._due = math.inf  # the deadline the timer loop last slept until
         self._commands = {
             t.name: CommandCheck(t.name, t.interval_ms / 1000)
             for group in ha.groups
@@ -217,6 +232,9 @@ class HaService:
             for sock in self._sockets.values():
                 sock.close()
             self._sockets.clear()
+            for group in self._groups.values():
+                group.announcer.close()
+            self._addresses.close()
 
     async def _build(self) -> None:
         join_timeout_s = self.ha.join_timeout_ms / 1000
@@ -241,6 +259,11 @@ class HaService:
                 sock.close()
             raise
         self._sockets = sockets
+        for g in self._groups.values():  # so that a takeover only sends
+            for ifname, addresses in g.placed.items():
+                self._addresses.prepare(ifname, addresses)
+            if g.announced:
+                g.announcer.prepare(g.announced)
         in_sync: set[int] = set()
         for sync in self.ha.sync_groups:
             members = {gid: self._groups[gid].instance for gid in sync.groups}
@@ -257,7 +280,7 @@ class HaService:
             group.owns_vips = False
             for ifname, addresses in group.placed.items():
                 try:
-                    await trio.to_thread.run_sync(vips.remove_vips, ifname, addresses)
+                    await trio.to_thread.run_sync(self._addresses.remove, ifname, addresses)
                 except Exception as exc:
                     log.error("ha_vip_remove_failed", group=group.id, error=str(exc))
         log.info("ha_stopped")
@@ -294,6 +317,11 @@ class HaService:
                 log.debug("ha_advert_dropped", group=group.id, dst=str(dst))
 
     def _state_changed(self, group: _Group, event: StateChanged) -> None:
+        group.owns_vips = event.new is State.MASTER
+        group.mastered += event.new is State.MASTER
+        if group.owns_vips:
+            self._claim(group)  # first: the failover gap ends when the VIPs are announced
+        group.vips_changed.set()
         log.info(
             "ha_state",
             group=group.id,
@@ -305,9 +333,6 @@ class HaService:
         self._store.publish(role_key(group.id), event.new.role)
         group.transitions += 1
         group.last_reason = str(event.reason)
-        group.owns_vips = event.new is State.MASTER
-        group.mastered += event.new is State.MASTER
-        group.vips_changed.set()
         if group.notifier is not None and event.old.role is not event.new.role:
             group.notifier.notify(event.old.role, event.new.role)
 
@@ -336,11 +361,7 @@ class HaService:
 
     async def _timer_loop(self) -> None:
         while True:
-            deadlines = [
-                d for g in self._groups.values() if (d := g.instance.get_timer()) is not None
-            ]
-            with trio.move_on_at(min(deadlines, default=math.inf)):
-                await self._timer_wake.wait()
+            await self._sleep_until_due()
             now = trio.current_time()
             for group in self._groups.values():
                 timer = group.instance.get_timer()
@@ -349,6 +370,23 @@ class HaService:
             self.pump()
             # re-armed after our own pump: only other tasks' pumps (or a deadline) wake us
             self._timer_wake = trio.Event()
+
+    async def _sleep_until_due(self) -> None:
+        """Until the earliest instance deadline, or another task's pump.
+
+        A BACKUP's Master_Down deadline only comes due when the master has gone silent, so
+        that wake-up is the start of a failover: it wakes `EARLY_WAKE_S` early and yields
+        until the exact deadline (epoll rounds its timeout up to the millisecond, and a late
+        takeover is a longer gap). Other deadlines (a master's own adverts) sleep plainly."""
+        due = [(d, g) for g in self._groups.values() if (d := g.instance.get_timer()) is not None]
+        deadline, group = min(due, key=lambda item: item[0], default=(math.inf, None))
+        self._due = deadline
+        failover = group is not None and group.instance.state is State.BACKUP
+        wake = self._timer_wake
+        with trio.move_on_at(deadline - EARLY_WAKE_S if failover else deadline):
+            await wake.wait()
+        while failover and not wake.is_set() and trio.current_time() < deadline:
+            await trio.sleep(0)
 
     async def _receive_loop(self, key: tuple[str, int], sock: VrrpSocket) -> None:
         by_vrid = {g.id: g for g in self._groups.values() if g.socket_key == key}
@@ -372,7 +410,7 @@ class HaService:
                 self._reject(group, str(exc.reason), datagram.src)
                 continue
             group.received += 1
-            group.instance.receive_advert(advert, datagram.src, trio.current_time())
+            group.instance.receive_advert(advert, datagram.src, arrival(datagram))
             self.pump()
 
     def _reject(self, group: _Group, reason: str, src: IPAddress) -> None:
@@ -394,7 +432,7 @@ class HaService:
         tracks = [t for g in tracked for t in g.config.track]
         interfaces: Mapping[str, str] = {}
         if any(t.type is TrackType.INTERFACE for t in tracks):
-            interfaces = await trio.to_thread.run_sync(list_interfaces)
+            interfaces = oper_states(t.name for t in tracks if t.type is TrackType.INTERFACE)
         observations = observe(
             tracks,
             interfaces=interfaces,
@@ -464,10 +502,40 @@ class HaService:
         if cfg.ha != self.ha:
             log.warning("ha_config_changed", detail="HA changes other than keys apply on restart")
 
+    def _claim(self, group: _Group) -> None:
+        """On becoming MASTER, inside the pump: add the VIPs and send the first announcement
+        at once, before any other task runs (the failover gap is this path). The VIP loop
+        sends the remaining announcement rounds, or retries all of it if this failed."""
+        started = time.perf_counter()
+        try:
+            added = self._add_vips(group)
+            if group.announced:
+                group.announcer.announce(group.announced)
+        except Exception as exc:
+            log.warning("ha_vips_failed", group=group.id, owns=True, error=str(exc))
+            return
+        group.claimed = group.mastered
+        log.info(
+            "ha_vips_added",
+            group=group.id,
+            vips=[str(v) for v in added],
+            took_ms=round((time.perf_counter() - started) * 1000, 3),
+            timer_late_ms=round((trio.current_time() - self._due) * 1000, 3),
+        )
+
+    def _add_vips(self, group: _Group) -> list[IPAddress]:
+        # On the event loop, deliberately: one rtnetlink request on a socket kept open takes
+        # about 0.2 ms, while a worker-thread round trip costs 0.5-1 ms more, on the path that
+        # is the failover gap itself. Removals go to a thread.
+        added: list[IPAddress] = []
+        for ifname, addresses in group.placed.items():
+            added += self._addresses.add(ifname, addresses)
+        return added
+
     async def _vip_loop(self, group: _Group) -> None:
         """Make the group's VIPs follow ``group.owns_vips``; announce the on-link ones when
-        taken. Starts from "unknown", so a first pass as non-MASTER removes VIPs left by a
-        crash."""
+        taken (`_claim` did the first round). Starts from "unknown", so a first pass as
+        non-MASTER removes VIPs left by a crash."""
         applied: bool | None = None
         announced = 0
         while True:
@@ -479,7 +547,7 @@ class HaService:
             try:
                 if want:
                     mastered = group.mastered
-                    await self._take_vips(group)
+                    await self._take_vips(group, claimed=group.claimed == mastered)
                     announced = mastered
                 else:
                     await self._release_vips(group)
@@ -489,22 +557,22 @@ class HaService:
                 continue
             applied = want
 
-    async def _take_vips(self, group: _Group) -> None:
-        for ifname, addresses in group.placed.items():
-            added = await trio.to_thread.run_sync(vips.add_vips, ifname, addresses)
-            log.info("ha_vips_added", group=group.id, dev=ifname, vips=[str(v) for v in added])
+    async def _take_vips(self, group: _Group, *, claimed: bool) -> None:
+        if not claimed:
+            added = self._add_vips(group)
+            log.info("ha_vips_added", group=group.id, vips=[str(v) for v in added])
         if not group.announced:
             return
-        for round_ in range(self._garp_count):
+        for round_ in range(1 if claimed else 0, self._garp_count):
             if not group.owns_vips:
                 break  # lost MASTER meanwhile: release the VIPs without delay
             if round_:
                 await trio.sleep(garp.DEFAULT_SPACING_S)
-            await garp.send_garps(group.config.interface, group.announced, count=1)
+            group.announcer.announce(group.announced)  # microseconds: no thread needed
 
     async def _release_vips(self, group: _Group) -> None:
         for ifname, addresses in group.placed.items():
-            removed = await trio.to_thread.run_sync(vips.remove_vips, ifname, addresses)
+            removed = await trio.to_thread.run_sync(self._addresses.remove, ifname, addresses)
             if removed:
                 log.info(
                     "ha_vips_removed", group=group.id, dev=ifname, vips=[str(v) for v in removed]

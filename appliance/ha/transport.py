@@ -50,7 +50,13 @@ IPV6_RECVPKTINFO: int = getattr(socket, "IPV6_RECVPKTINFO", 49)
 IPV6_PKTINFO: int = getattr(socket, "IPV6_PKTINFO", 50)
 IPV6_RECVHOPLIMIT: int = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT: int = getattr(socket, "IPV6_HOPLIMIT", 52)
-_ANCILLARY_SIZE = socket.CMSG_SPACE(_INT.size) + socket.CMSG_SPACE(_IN6_PKTINFO.size)
+SO_TIMESTAMPNS: int = getattr(socket, "SO_TIMESTAMPNS", 35)  # also SCM_TIMESTAMPNS
+_TIMESPEC = struct.Struct("=qq")
+_ANCILLARY_SIZE = (
+    socket.CMSG_SPACE(_INT.size)
+    + socket.CMSG_SPACE(_IN6_PKTINFO.size)
+    + socket.CMSG_SPACE(_TIMESPEC.size)
+)
 
 
 @attrs.frozen
@@ -61,6 +67,9 @@ class Datagram:
     dst: IPAddress
     ttl: int
     payload: bytes
+    #: when the kernel received it (``SO_TIMESTAMPNS``, wall clock), None if unknown: protocol
+    #: timers start from the arrival, not from when the loop got round to the datagram
+    arrived: float | None = None
 
 
 def parse_ipv4(packet: bytes) -> Datagram | None:
@@ -95,6 +104,16 @@ def parse_ipv6_ancillary(
         elif kind == IPV6_PKTINFO and len(data) >= _IN6_PKTINFO.size:
             dst = ipaddress.IPv6Address(_IN6_PKTINFO.unpack_from(data)[0])
     return hoplimit, dst
+
+
+def arrival_time(ancdata: Iterable[tuple[int, int, bytes]]) -> float | None:
+    """The kernel receive timestamp (``SCM_TIMESTAMPNS``) in the ancillary data, in seconds
+    of the wall clock; None when absent."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return float(seconds) + float(nanoseconds) / 1e9
+    return None
 
 
 def _unscoped(address: IPAddress) -> IPAddress:
@@ -157,6 +176,7 @@ class VrrpSocket:
         mreqn = _IP_MREQN.pack(wire.VRRP_GROUP_V4.packed, self.local.packed, self.ifindex)
         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
         s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 
     def _setup_v6(self) -> None:
         s = self._sock
@@ -177,6 +197,7 @@ class VrrpSocket:
         s.setsockopt(v6, IPV6_RECVPKTINFO, 1)
         mreq = _IPV6_MREQ.pack(wire.VRRP_GROUP_V6.packed, self.ifindex)
         s.setsockopt(v6, IPV6_JOIN_GROUP, mreq)
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 
     def send(self, payload: bytes, dst: IPAddress) -> bool:
         """Send one advertisement; False when it was dropped (buffer full, link down...).
@@ -206,15 +227,17 @@ class VrrpSocket:
             await trio.lowlevel.wait_readable(self._sock)
             try:
                 datagram = self._receive_one()
-            except BlockingIOError:
+            except OSError:  # nothing after all, or a pending error (e.g. the link went down)
                 continue
             if datagram is not None:
                 return datagram
 
     def _receive_one(self) -> Datagram | None:
-        if self.local.version == 4:
-            return parse_ipv4(self._sock.recv(RECV_SIZE))
         payload, ancdata, _flags, address = self._sock.recvmsg(RECV_SIZE, _ANCILLARY_SIZE)
+        arrived = arrival_time(ancdata)
+        if self.local.version == 4:
+            datagram = parse_ipv4(payload)
+            return None if datagram is None else attrs.evolve(datagram, arrived=arrived)
         hoplimit, dst = parse_ipv6_ancillary(ancdata)
         if hoplimit is None or dst is None:
             return None
@@ -222,7 +245,7 @@ class VrrpSocket:
             src = ipaddress.IPv6Address(str(address[0]).partition("%")[0])
         except ValueError:
             return None
-        return Datagram(src=src, dst=dst, ttl=hoplimit, payload=payload)
+        return Datagram(src=src, dst=dst, ttl=hoplimit, payload=payload, arrived=arrived)
 
     def close(self) -> None:
         self._sock.close()

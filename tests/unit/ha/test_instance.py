@@ -52,9 +52,9 @@ def test_lone_node_becomes_master_after_master_down_interval() -> None:
     inst.handle_timer(MDI_100 - 0.001)  # early wake-up: nothing
     assert inst.state is State.BACKUP and inst.events() == []
     inst.handle_timer(MDI_100)
-    assert inst.events() == [
-        SendAdvert(100, 100),
+    assert inst.events() == [  # the state first: the shell announces before it advertises
         StateChanged(State.BACKUP, State.MASTER, Reason.MASTER_DOWN),
+        SendAdvert(100, 100),
     ]
     assert inst.state.role is HaRole.ACTIVE
     for k in range(1, 4):

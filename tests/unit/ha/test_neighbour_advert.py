@@ -1,18 +1,18 @@
 """Unsolicited IPv6 Neighbour Advertisements (RFC 4861 §7.2.6), byte for byte, and the split of
-a mixed VIP list between ARP and NA in `send_garps`."""
+a mixed VIP list between ARP and NA in `announcement_frames` (sending them is tested for real in
+tests/lab/test_ha_ipv6_parts.py)."""
 
 from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterator
 
 import dpkt
 import pytest
 
 from appliance.config.values import IPAddress
 from appliance.ha import garp
-from appliance.ha.garp import garp_frame, send_garps, unsolicited_na_frame
+from appliance.ha.garp import garp_frame, unsolicited_na_frame
 
 MAC = bytes.fromhex("02aabbccddee")
 VIP6 = ipaddress.IPv6Address("fd80::100")
@@ -88,44 +88,10 @@ def test_na_frame_rejects_a_bad_mac() -> None:
         unsolicited_na_frame(b"\x00" * 7, VIP6)
 
 
-class _FakePacketSocket:
-    def __init__(self, sent: list[tuple[int, bytes]], ethertype: int) -> None:
-        self.sent = sent
-        self.ethertype = ethertype
-
-    def __enter__(self) -> _FakePacketSocket:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def getsockname(self) -> tuple[str, int, int, int, bytes]:
-        return ("eth0", self.ethertype, 0, 1, MAC)
-
-    def send(self, frame: bytes) -> int:
-        self.sent.append((self.ethertype, frame))
-        return len(frame)
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[int, bytes]]]:
-    frames: list[tuple[int, bytes]] = []
-    monkeypatch.setattr(
-        garp, "_packet_socket", lambda ifname, ethertype: _FakePacketSocket(frames, ethertype)
-    )
-    yield frames
-
-
-async def test_send_garps_mixes_arp_and_na(sent: list[tuple[int, bytes]]) -> None:
-    vips: list[IPAddress] = [VIP4, VIP6]
-    await send_garps("eth0", iter(vips), count=2, spacing_s=0)  # any iterable, used each round
-    one_round = [
-        (garp.ETH_P_ARP, garp_frame(MAC, VIP4)),
-        (garp.ETH_P_IPV6, unsolicited_na_frame(MAC, VIP6)),
+def test_announcement_frames_mix_arp_and_na_in_order() -> None:
+    vips: list[IPAddress] = [VIP4, VIP6, VIP4]
+    assert garp.announcement_frames(MAC, iter(vips)) == [
+        garp_frame(MAC, VIP4),
+        unsolicited_na_frame(MAC, VIP6),
+        garp_frame(MAC, VIP4),
     ]
-    assert sent == one_round * 2
-
-
-async def test_send_garps_ipv6_only_opens_no_arp_socket(sent: list[tuple[int, bytes]]) -> None:
-    await send_garps("eth0", (VIP6,), count=1)
-    assert sent == [(garp.ETH_P_IPV6, unsolicited_na_frame(MAC, VIP6))]

@@ -7,7 +7,7 @@ import socket
 import struct
 
 from appliance.ha import transport, wire
-from appliance.ha.transport import Datagram, parse_ipv6_ancillary
+from appliance.ha.transport import SO_TIMESTAMPNS, Datagram, arrival_time, parse_ipv6_ancillary
 
 V6 = socket.IPPROTO_IPV6
 LL = ipaddress.IPv6Address("fe80::1")
@@ -69,3 +69,9 @@ def test_scope_id_is_dropped() -> None:
 def test_datagram_holds_ipv6() -> None:
     d = Datagram(src=LL, dst=wire.VRRP_GROUP_V6, ttl=255, payload=b"x")
     assert d.src.version == d.dst.version == 6
+
+
+def test_arrival_time_from_the_kernel_timestamp() -> None:
+    stamp = struct.pack("=qq", 1_790_000_000, 250_000_000)
+    assert arrival_time([(socket.SOL_SOCKET, SO_TIMESTAMPNS, stamp)]) == 1_790_000_000.25
+    assert arrival_time([(socket.IPPROTO_IPV6, 52, b"\x00" * 4)]) is None
