@@ -24,7 +24,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ REPO_DIR = BENCH_DIR.parent
 if str(REPO_DIR) not in sys.path:
     sys.path.insert(1, str(REPO_DIR))  # the project (also installed editable in .venv)
 
+from benchrun import run_and_report  # noqa: E402
 from bgp_ingest import install  # noqa: E402
 from bgp_ingest.prefixes import MAX_PREFIXES  # noqa: E402
 from bgp_ingest.receivers import RECEIVERS, Receiver, ReceiverUnavailable, RunSpec  # noqa: E402
@@ -173,27 +173,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.monotonic()
-    status = 0
-    try:
-        results = run(args)
-    except KeyboardInterrupt:
-        log("interrupted; the lab has been removed")
-        return 130
-    except Exception as exc:  # the lab (or BIRD) could not be set up: say so in the JSON
-        log(f"failed: {type(exc).__name__}: {exc}")
-        results = {"prefixes": args.prefixes, "error": f"{type(exc).__name__}: {exc}"}
-        status = 1
-    results["total_wall_s"] = round(time.monotonic() - started, 1)
-    # The receivers first, in the order asked for, then the extras.
-    ordered = {"prefixes": results.pop("prefixes")}
-    ordered.update({name: results.pop(name) for name in args.receiver_names if name in results})
-    ordered.update(results)
-    text = json.dumps(ordered, indent=2)
-    print(text, flush=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text + "\n")
-    return status
+
+    def receivers_first(results: dict[str, Any]) -> dict[str, Any]:
+        ordered = {"prefixes": results.pop("prefixes")}
+        ordered.update({n: results.pop(n) for n in args.receiver_names if n in results})
+        ordered.update(results)
+        return ordered
+
+    return run_and_report(
+        lambda: run(args),
+        on_error={"prefixes": args.prefixes},
+        output=args.output,
+        finish=receivers_first,
+        name="bgp_ingest",
+    )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ REPO_DIR = BENCH_DIR.parent
 if str(REPO_DIR) not in sys.path:
     sys.path.insert(1, str(REPO_DIR))  # the project (also installed editable in .venv)
 
+from benchrun import run_and_report  # noqa: E402
 from failover_l2 import capture  # noqa: E402
 from failover_l2.peers import IMPLEMENTATIONS, HaImplementation, HaUnavailable, make  # noqa: E402
 from failover_l2.trials import (  # noqa: E402
@@ -244,38 +245,31 @@ def targets(results: dict[str, Any]) -> dict[str, bool] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.monotonic()
-    status = 0
-    try:
-        results = run(args)
-    except KeyboardInterrupt:
-        log("interrupted; the lab has been removed")
-        return 130
-    except Exception as exc:  # the lab or a daemon could not be set up: say so in the JSON
-        log(f"failed: {type(exc).__name__}: {exc}")
-        results = {"advert_ms": args.advert_ms, "trials": args.trials}
-        results["error"] = f"{type(exc).__name__}: {exc}"
-        status = 1
-    results["targets_met"] = targets(results)
-    results["method"] = {
-        "probe_interval_ms": args.probe_interval_ms,
-        "lead_s": args.lead,
-        "observe_s": args.observe,
-        "settle_s": args.settle,
-        "udp_port": args.port,
-        "cut_phase_ms": args.cut_phase_ms,
-    }
-    results["machine"] = {
-        "cpus": os.cpu_count(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-    }
-    results["total_wall_s"] = round(time.monotonic() - started, 1)
-    text = json.dumps(results, indent=2)
-    print(text, flush=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text + "\n")
-    return status
+
+    def described(results: dict[str, Any]) -> dict[str, Any]:
+        results["targets_met"] = targets(results)
+        results["method"] = {
+            "probe_interval_ms": args.probe_interval_ms,
+            "lead_s": args.lead,
+            "observe_s": args.observe,
+            "settle_s": args.settle,
+            "udp_port": args.port,
+            "cut_phase_ms": args.cut_phase_ms,
+        }
+        results["machine"] = {
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+        }
+        return results
+
+    return run_and_report(
+        lambda: run(args),
+        on_error={"advert_ms": args.advert_ms, "trials": args.trials},
+        output=args.output,
+        finish=described,
+        name="failover_l2",
+    )
 
 
 if __name__ == "__main__":

@@ -18,14 +18,14 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import pytest
 
 from appliance.ha import wire
+from tests.lab.support.ha import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -147,15 +147,6 @@ class Pair:
         return None
 
 
-def _wait_until(what: str, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def _delete_namespace(ns: str) -> None:
     # every process started in it was waited for (or killed, by `_receive` / on timeout)
     subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
@@ -183,7 +174,7 @@ def pair() -> Iterator[Pair]:
             out = p.ip(a, "-o", "-6", "addr", "show", "dev", IF_A, "scope", "link")
             return "fe80::" in out and "tentative" not in out
 
-        _wait_until("A's link-local address to pass DAD", a_ready)
+        wait_until("A's link-local address to pass DAD", a_ready)
         yield p
     finally:
         for ns in made:
@@ -255,7 +246,7 @@ def test_unsolicited_na_overrides_an_existing_entry(pair: Pair) -> None:
     pair.ip(pair.b, "-6", "neigh", "replace", vip, "lladdr", old, "dev", IF_B, "nud", "stale")
     assert _neighbour_mac(pair, vip) == old
     pair.py(pair.a, GARP, IF_A, vip, "192.0.2.10")  # a mixed list: ARP and NA
-    _wait_until(f"B to map {vip} to A's MAC", lambda: _neighbour_mac(pair, vip) == MAC_A)
+    wait_until(f"B to map {vip} to A's MAC", lambda: _neighbour_mac(pair, vip) == MAC_A)
 
 
 def test_unsolicited_na_creates_an_entry_when_accepted(pair: Pair) -> None:
@@ -269,7 +260,7 @@ def test_unsolicited_na_creates_an_entry_when_accepted(pair: Pair) -> None:
     pair.sysctl(pair.b, f"{conf}.accept_untracked_na", "1")
     try:
         pair.py(pair.a, GARP, IF_A, vip)
-        _wait_until(f"B to learn {vip} at A's MAC", lambda: _neighbour_mac(pair, vip) == MAC_A)
+        wait_until(f"B to learn {vip} at A's MAC", lambda: _neighbour_mac(pair, vip) == MAC_A)
     finally:
         pair.sysctl(pair.b, f"{conf}.accept_untracked_na", "0")
         pair.sysctl(pair.b, f"{conf}.forwarding", "0")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from appliance.lab.api import LabHandle
+from tests.lab.support.polling import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -23,15 +23,6 @@ def _show(handle: LabHandle, *args: str) -> Any:
     result = handle.exec("node1", [*TRIOLB, "show", "--json", *args], timeout=20)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def _until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _config_with_token(tmp_path: Path) -> Path:
@@ -73,7 +64,7 @@ def test_show_bgp_against_a_running_daemon(
         neighbors = _show(handle, "bgp", "neighbors")["neighbors"]
         return bool(neighbors) and neighbors[0]["state"] == "Established"
 
-    _until(established, "the session to the router")
+    wait_for(established, "the session to the router")
     neighbor = _show(handle, "bgp", "neighbors")["neighbors"][0]
     assert neighbor["address"] == "192.168.80.254"
     assert neighbor["asn"] == 65101
@@ -109,7 +100,7 @@ def test_show_bgp_against_a_running_daemon(
         "node1", [*cli, "shutdown", "192.168.80.254", "--message", "maintenance 42"], timeout=20
     )
     assert down.returncode == 0, down.stderr
-    _until(
+    wait_for(
         lambda: "maintenance 42" in handle.birdc("show protocols all node1"),
         "the shutdown communication at BIRD",
     )
@@ -118,8 +109,8 @@ def test_show_bgp_against_a_running_daemon(
 
     up = handle.exec("node1", [*cli, "enable", "192.168.80.254"], timeout=20)
     assert up.returncode == 0, up.stderr
-    _until(established, "the session to come back")
-    _until(lambda: "198.51.100.10/32" in handle.birdc("show route"), "the VIP route again")
+    wait_for(established, "the session to come back")
+    wait_for(lambda: "198.51.100.10/32" in handle.birdc("show route"), "the VIP route again")
     refresh = handle.exec("node1", [*cli, "refresh", "192.168.80.254"], timeout=20)
     assert refresh.returncode == 0, refresh.stderr
     log = handle.log_path("daemon").read_text()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import yaml
 from appliance.lab.api import LabHandle
 from appliance.lab.scenarios import HA3_NODE_ADDRESSES
 from appliance.lab.topology import HostRole
+from tests.lab.support import polling
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
 HA_KEY = EXAMPLES / "secrets" / "ha.key"
@@ -51,20 +51,12 @@ sys.exit(1)
 
 
 def wait_until(what: str, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    polling.wait_for(predicate, what, timeout)
 
 
 def holds_for(what: str, predicate: Callable[[], bool], duration: float) -> None:
-    """``predicate`` stays true for ``duration`` seconds (checked every 0.1 s)."""
-    deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
-        assert predicate(), f"no longer true: {what}"
-        time.sleep(0.1)
+    """``predicate`` stays true for ``duration`` seconds."""
+    polling.holds_for(predicate, what, duration)
 
 
 # --- configs ----------------------------------------------------------------------------------
