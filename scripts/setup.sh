@@ -11,7 +11,7 @@ quiet() { local out; if ! out=$("$@" 2>&1); then echo "$out" >&2; return 1; fi; 
 
 DEB_PACKAGES=(
     python3-bpfcc bpfcc-tools python3-venv python3-dev iproute2 nftables conntrack
-    bird2 gobgpd iperf3 linux-headers-amd64 ethtool tcpdump keepalived
+    bird2 gobgpd iperf3 linux-headers-amd64 ethtool tcpdump keepalived nginx-light wrk
 )
 
 missing=()

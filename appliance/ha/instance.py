@@ -254,7 +254,12 @@ class VrrpInstance:
             self._gate_deadline = None
         if self._state is State.MASTER:
             if self._adver_deadline is not None and now >= self._adver_deadline:
+                # the next one on the interval's grid, so a late wake-up does not stretch
+                # every interval (unless it is a whole interval late)
+                due = self._adver_deadline + self.config.advert_interval_cs / 100
                 self._advertise(now)
+                if due > now:
+                    self._adver_deadline = due
         elif (
             self._state is State.BACKUP
             and self._master_down_deadline is not None

@@ -350,3 +350,16 @@ def test_property_one_master_with_highest_priority(
     # equal best priorities: the master is the higher address
     tied = [ipaddress.IPv4Address(addr(i + 1)) for i, p in enumerate(priorities) if p == best]
     assert net[masters[0]].config.primary_address == max(tied)
+
+
+def test_a_late_timer_does_not_stretch_the_advert_interval() -> None:
+    inst = VrrpInstance(config(1))
+    inst.start(0.0)
+    inst.handle_timer(MDI_100)
+    inst.events()
+    inst.handle_timer(MDI_100 + 1.004)  # woken 4 ms late: the next advert stays on the grid
+    assert inst.events() == [SendAdvert(100, 100)]
+    assert inst.get_timer() == MDI_100 + 2
+    inst.handle_timer(MDI_100 + 3.5)  # more than an interval late: one advert, then onwards
+    assert inst.events() == [SendAdvert(100, 100)]
+    assert inst.get_timer() == MDI_100 + 4.5
