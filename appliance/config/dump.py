@@ -102,6 +102,9 @@ def _probe(probe: Probe) -> Tree:
         tree["path"] = probe.path
         tree["expect_status"] = probe.expect_status
         _put(tree, "expect_body", probe.expect_body)
+    if probe.type.is_udp:
+        _put(tree, "send", probe.send)
+        _put(tree, "expect", probe.expect)
     tree.update(
         interval_ms=probe.interval_ms,
         timeout_ms=probe.timeout_ms,

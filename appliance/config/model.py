@@ -64,6 +64,10 @@ class ProbeType(enum.StrEnum):
         return self in (ProbeType.HTTP, ProbeType.HTTPS)
 
     @property
+    def is_udp(self) -> bool:
+        return self is ProbeType.UDP
+
+    @property
     def uses_port(self) -> bool:
         return self not in (ProbeType.NONE, ProbeType.ICMP)
 
@@ -104,13 +108,17 @@ class VipPool:
 
 @attrs.frozen
 class Probe:
-    """An endpoint health check. ``path``/``expect_*`` apply to http/https only."""
+    """An endpoint health check. ``path``/``expect_*`` apply to http/https only, ``send`` and
+    ``expect`` to udp only (``send``: the datagram's text, None: an empty datagram; ``expect``:
+    a substring the reply must contain, None: any reply)."""
 
     type: ProbeType = ProbeType.TCP
     port: int | None = None  # None: the endpoint's port
     path: str = "/"
     expect_status: int = 200
     expect_body: str | None = None
+    send: str | None = None
+    expect: str | None = None
     interval_ms: int = 2000
     timeout_ms: int = 1000
     rise: int = 2

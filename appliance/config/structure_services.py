@@ -25,6 +25,8 @@ PROBE_KEYS = (
     "path",
     "expect_status",
     "expect_body",
+    "send",
+    "expect",
     "interval_ms",
     "timeout_ms",
     "rise",
@@ -71,11 +73,15 @@ def probe(field: Field) -> Probe:
     kind_value = kind.value if isinstance(kind.value, ProbeType) else None
     is_http = kind_value is None or kind_value.is_http
     uses_port = kind_value is None or kind_value.uses_port
+    is_udp = kind_value is None or kind_value.is_udp
     http_only = "for http and https probes"
+    udp_only = "for udp probes"
     port = m.only_if(uses_port, "port", PORT, None, "for probe types with a port")
     path = m.only_if(is_http, "path", http_path, defaults.path, http_only)
     status = m.only_if(is_http, "expect_status", integer(100, 599), 200, http_only)
     body = m.only_if(is_http, "expect_body", text, None, http_only)
+    send = m.only_if(is_udp, "send", text, None, udp_only)
+    expect = m.only_if(is_udp, "expect", text, None, udp_only)
     interval = m.optional("interval_ms", integer(100), defaults.interval_ms)
     timeout = m.optional("timeout_ms", integer(10), defaults.timeout_ms)
     rise = m.optional("rise", integer(1, 100), defaults.rise)
@@ -89,6 +95,8 @@ def probe(field: Field) -> Probe:
         path=path.get(),
         expect_status=status.get(),
         expect_body=body.get(),
+        send=send.get(),
+        expect=expect.get(),
         interval_ms=interval.get(),
         timeout_ms=timeout.get(),
         rise=rise.get(),

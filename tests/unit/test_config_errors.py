@@ -135,6 +135,23 @@ services:
             "services[0].endpoints[0].probe.port (line 8): only valid for probe types with a port",
         ),
         (
+            "probe: {type: tcp, send: hello}",
+            "services[0].endpoints[0].probe.send (line 8): only valid for udp probes",
+        ),
+        (
+            "probe: {type: http, expect: ok}",
+            "services[0].endpoints[0].probe.expect (line 8): only valid for udp probes",
+        ),
+        (
+            "probe: {type: udp, expect_body: ok}",
+            "services[0].endpoints[0].probe.expect_body (line 8): only valid for http and https"
+            " probes",
+        ),
+        (
+            "probe: {type: udp, send: ''}",
+            "services[0].endpoints[0].probe.send (line 8): must not be empty",
+        ),
+        (
             "probe: {type: http, path: health}",
             "services[0].endpoints[0].probe.path (line 8): must start with '/'",
         ),

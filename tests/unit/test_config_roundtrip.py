@@ -61,7 +61,7 @@ services:
     mode: dsr
     selection: maglev
     endpoints: [{address: "2001:db8::53"}]
-    probe: {type: udp}
+    probe: {type: udp, send: "ping\\n", expect: pong}
 ha:
   groups:
     - id: 1
@@ -212,12 +212,15 @@ def probes(draw: st.DrawFn) -> Probe:
     kind = draw(st.sampled_from(ProbeType))
     interval = draw(st.integers(100, 100_000))
     http = kind.is_http
+    udp = kind.is_udp
     return Probe(
         type=kind,
         port=draw(st.none() | ports) if kind.uses_port else None,
         path=draw(st.sampled_from(["/", "/health", "/a b?c=1"])) if http else "/",
         expect_status=draw(st.integers(100, 599)) if http else 200,
         expect_body=draw(st.none() | st.text(min_size=1)) if http else None,
+        send=draw(st.none() | st.text(min_size=1)) if udp else None,
+        expect=draw(st.none() | st.text(min_size=1)) if udp else None,
         interval_ms=interval,
         timeout_ms=draw(st.integers(10, interval - 1)),
         rise=draw(st.integers(1, 100)),

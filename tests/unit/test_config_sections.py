@@ -125,6 +125,18 @@ def test_probe_http_fields() -> None:
     assert probe == Probe(ProbeType.HTTPS, path="/healthz", expect_status=204, expect_body="ok")
 
 
+def test_probe_udp_fields() -> None:
+    text = NODE + (
+        "services: [{name: d, vip: 198.51.100.1, port: 53, protocol: udp,"
+        " endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2, probe: {type: udp}}],"
+        " probe: {type: udp, port: 5353, send: hello, expect: olleh}}]\n"
+    )
+    svc = parse(text).services[0]
+    assert svc.probe == Probe(ProbeType.UDP, port=5353, send="hello", expect="olleh")
+    assert svc.probe_for(svc.endpoints[1]) == Probe(ProbeType.UDP)
+    assert (Probe(ProbeType.UDP).send, Probe(ProbeType.UDP).expect) == (None, None)
+
+
 def test_persist_and_fullnat() -> None:
     text = NODE + (
         "services: [{name: w, vip: 198.51.100.1, port: 80, endpoints: [{address: 10.0.0.1}],"

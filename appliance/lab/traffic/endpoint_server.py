@@ -1,11 +1,13 @@
-"""Lab endpoint: an HTTP server whose body names the endpoint, plus a TCP echo server.
+"""Lab endpoint: an HTTP server whose body names the endpoint, plus a TCP and UDP echo server.
 
     python -m appliance.lab.traffic.endpoint_server --name ep1 --duration 3600 \\
-        [--http-port 8080] [--echo-port 9000] [--bind 0.0.0.0] [--max-connections 4096]
+        [--http-port 8080] [--echo-port 9000] [--bind 0.0.0.0] [--max-connections 4096] \\
+        [--https-port 8443 --tls-cert cert.pem --tls-key key.pem]
 
-Every GET/HEAD (any path) gets ``200`` with body ``<name>\\n`` and ``Connection: close``. The
-echo port sends back whatever it receives. The server exits after ``--duration`` seconds (or on
-SIGTERM/SIGINT) and prints a JSON summary; "listening" is printed once both ports are bound.
+Every GET/HEAD (any path) gets ``200`` with body ``<name>\\n`` and ``Connection: close`` (also
+over TLS on ``--https-port``). The echo port (TCP, and UDP datagram by datagram) sends back
+whatever it receives. The server exits after ``--duration`` seconds (or on SIGTERM/SIGINT) and
+prints a JSON summary; "listening" is printed once all ports are bound.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import socket
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -64,6 +68,7 @@ class ServerStats:
     http_requests: int = 0
     echo_connections: int = 0
     echo_bytes: int = 0
+    udp_datagrams: int = 0
     active: int = 0
     max_active: int = 0
 
@@ -75,7 +80,7 @@ class ServerStats:
         self.active -= 1
 
 
-async def _read_head(stream: trio.SocketStream) -> bytes | None:
+async def _read_head(stream: trio.abc.Stream) -> bytes | None:
     data = bytearray()
     while b"\r\n\r\n" not in data:
         chunk = await stream.receive_some(4096)
@@ -87,7 +92,7 @@ async def _read_head(stream: trio.SocketStream) -> bytes | None:
     return bytes(data)
 
 
-async def handle_http(name: str, stats: ServerStats, stream: trio.SocketStream) -> None:
+async def handle_http(name: str, stats: ServerStats, stream: trio.abc.Stream) -> None:
     stats.http_connections += 1
     try:
         with trio.move_on_after(REQUEST_TIMEOUT):
@@ -113,11 +118,11 @@ async def handle_echo(stats: ServerStats, stream: trio.SocketStream) -> None:
 
 
 def _guarded(
-    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    handler: Callable[[trio.abc.Stream], Awaitable[None]],
     limiter: trio.CapacityLimiter,
     stats: ServerStats,
-) -> Callable[[trio.SocketStream], Awaitable[None]]:
-    async def run(stream: trio.SocketStream) -> None:
+) -> Callable[[trio.abc.Stream], Awaitable[None]]:
+    async def run(stream: trio.abc.Stream) -> None:
         async with limiter:
             stats.enter()
             try:
@@ -130,6 +135,25 @@ def _guarded(
                     await trio.aclose_forcefully(stream)
 
     return run
+
+
+async def udp_echo(
+    bind: str, port: int, stats: ServerStats, *, task_status: trio.TaskStatus[None]
+) -> None:
+    with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        await sock.bind((bind, port))
+        task_status.started()
+        while True:
+            data, peer = await sock.recvfrom(65535)
+            stats.udp_datagrams += 1
+            with contextlib.suppress(OSError):
+                await sock.sendto(data, peer)
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
 
 
 async def serve(args: argparse.Namespace) -> dict[str, Any]:
@@ -147,9 +171,16 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
             echo_handler = _guarded(partial(handle_echo, stats), limiter, stats)
             nursery.start_soon(trio.serve_listeners, http_handler, http)
             nursery.start_soon(trio.serve_listeners, echo_handler, echo)
+            await nursery.start(udp_echo, args.bind, args.echo_port, stats)
+            https = ""
+            if args.https_port is not None:
+                ctx = tls_context(args.tls_cert, args.tls_key)
+                tls = await trio.open_ssl_over_tcp_listeners(args.https_port, ctx, host=args.bind)
+                nursery.start_soon(trio.serve_listeners, http_handler, tls)
+                https = f" https={args.bind}:{args.https_port}"
             print(
                 f"listening name={args.name} http={args.bind}:{args.http_port} "
-                f"echo={args.bind}:{args.echo_port}",
+                f"echo={args.bind}:{args.echo_port}{https}",
                 flush=True,
             )
             async for _signum in signals:
@@ -170,7 +201,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--echo-port", type=bounded_int(1, 65535), default=9000)
     parser.add_argument("--bind", default="0.0.0.0")
     parser.add_argument("--max-connections", type=bounded_int(1, 65536), default=4096)
-    return parser.parse_args(argv)
+    parser.add_argument("--https-port", type=bounded_int(1, 65535), default=None)
+    parser.add_argument("--tls-cert", help="PEM certificate for --https-port")
+    parser.add_argument("--tls-key", help="PEM private key for --https-port")
+    args = parser.parse_args(argv)
+    if args.https_port is not None and not (args.tls_cert and args.tls_key):
+        parser.error("--https-port needs --tls-cert and --tls-key")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
