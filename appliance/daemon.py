@@ -20,8 +20,10 @@ from . import boot
 from .config import Config, ConfigError, load_config
 from .config.model import Ha
 from .controller import IntentController
+from .dataplane import DataplaneService
 from .ha import vips as ha_vips
 from .ha.service import HaService, Sources
+from .health import HealthService
 from .keys import CONFIG_GENERATION, RELOADS, RUNNING_CONFIG
 from .looplag import LoopLagMonitor
 from .state import StateKey, StateStore
@@ -113,6 +115,13 @@ class Daemon:
                 await supervisor.start(
                     ServiceSpec("intent", IntentController(self.store).run, critical=True)
                 )
+                if self.options.boot:  # compiles and attaches eBPF: never in-process tests
+                    dataplane = DataplaneService(
+                        self.store, cfg.node.name, cfg.node.id, cfg.interfaces
+                    )
+                    await supervisor.start(ServiceSpec("dataplane", dataplane.run))
+                    # probes send traffic to the endpoints: only from the node's own namespace
+                    await supervisor.start(ServiceSpec("health", HealthService(self.store).run))
                 # HA owns addresses and sends ARP: never where the namespace must stay untouched
                 if cfg.ha is not None and self.options.boot:
                     await supervisor.start(ServiceSpec("ha", self._run_ha))

@@ -131,6 +131,10 @@ CT_TIMEOUT_S: dict[CtState, int] = {
 CT_REPLY = 0x1  # the entry translates the reply direction
 CT_REMOTE = 0x2  # written by conntrack sync from a peer
 CT_REPORTED = 0x4  # its "established" event was sent
+CT_DSR = 0x8  # direct server return: forwarded by MAC, no reply entry
+
+# Settings.flags
+SETTINGS_EVENTS = 0x1  # emit connection events (only while someone reads them: sync)
 
 # Endpoint.flags
 EP_ACTIVE = 0x1  # may be selected for new connections
@@ -377,11 +381,13 @@ def _constants() -> dict[str, int]:
         "CT_REPLY": CT_REPLY,
         "CT_REMOTE": CT_REMOTE,
         "CT_REPORTED": CT_REPORTED,
+        "CT_DSR": CT_DSR,
         "EP_ACTIVE": EP_ACTIVE,
         "EP_DRAINING": EP_DRAINING,
         "EV_NEW": EV_NEW,
         "EV_ESTABLISHED": EV_ESTABLISHED,
         "EV_CLOSED": EV_CLOSED,
+        "SETTINGS_EVENTS": SETTINGS_EVENTS,
     }
     out.update({f"MODE_{m.name}": m.value for m in Mode})
     out.update({f"SEL_{s.name}": s.value for s in Selection})

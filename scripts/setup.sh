@@ -43,6 +43,14 @@ if [[ ! -e "$kmod/build/include" ]]; then
     note "linked $kmod/build -> $arch_dir and $kmod/source -> $common_dir"
 fi
 
+# Pinned eBPF maps (the dataplane's state that outlives the daemon) need bpffs, which systemd
+# mounts on most machines; containers and minimal images may lack it.
+if ! grep -qs " /sys/fs/bpf bpf " /proc/mounts; then
+    mkdir -p /sys/fs/bpf
+    mount -t bpf bpffs /sys/fs/bpf
+    note "mounted bpffs on /sys/fs/bpf"
+fi
+
 # The venv sits on the system Python so Debian's python3-bpfcc (import bcc) is visible.
 if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys; sys.exit(sys.base_prefix != "/usr")' 2>/dev/null; then
     rm -rf .venv

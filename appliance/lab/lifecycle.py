@@ -16,6 +16,7 @@ import signal
 import threading
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -72,11 +73,27 @@ def teardown_lab(prefix: str, state: LabState | None) -> list[str]:
             removed += netbuild.teardown_namespaces([ns])
         except Exception as exc:
             errors.append(exc)
+    try:
+        remove_pins(procs.LAB_BPF_ROOT / prefix)
+    except OSError as exc:
+        errors.append(exc)
     if not _namespaces_by_prefix().get(prefix):
         remove_state(prefix)
     if errors:
         raise errors[0]
     return removed
+
+
+def remove_pins(root: Path) -> None:
+    """Remove a lab's pinned BPF objects (files on bpffs) and their directories."""
+    if not root.is_dir():
+        return
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir():
+            path.rmdir()
+        else:
+            path.unlink()
+    root.rmdir()
 
 
 def clean_stale() -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from appliance.lab.state import NAMESPACE_RE, ProcessRecord
 
 NETNS_RUN_DIR = Path("/run/netns")
+LAB_BPF_ROOT = Path("/sys/fs/bpf/triolb-lab")
 STOP_TIMEOUT = 3.0
 KILL_TIMEOUT = 2.0
 
@@ -44,6 +45,12 @@ def netns_command(ns: str, argv: Sequence[str], share_mounts: bool = False) -> l
     if share_mounts:
         return ["nsenter", f"--net={NETNS_RUN_DIR / check_namespace(ns)}", "--", *argv]
     return ["ip", "netns", "exec", check_namespace(ns), *argv]
+
+
+def bpf_root(ns: str) -> Path:
+    """Where a lab's daemons pin their BPF maps: one directory per lab (bpffs is shared by all
+    namespaces), removed with the lab."""
+    return LAB_BPF_ROOT / ns.rsplit("-", 1)[0]
 
 
 def lab_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -111,7 +118,13 @@ def start_process(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             # the daemon's runtime files stay in the lab's directory, removed with the lab
-            env=lab_env({"TRIOLB_RUN_DIR": str(log_path.parent / "run"), **(env or {})}),
+            env=lab_env(
+                {
+                    "TRIOLB_RUN_DIR": str(log_path.parent / "run"),
+                    "TRIOLB_BPF_ROOT": str(bpf_root(ns)),
+                    **(env or {}),
+                }
+            ),
             close_fds=True,
         )
     _children[proc.pid] = proc

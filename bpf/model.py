@@ -1,0 +1,140 @@
+"""The dataplane's intent: what the eBPF maps must hold, as frozen values.
+
+`services_from_config` maps the running configuration onto these (pure). The programmer
+(`bpf.programmer`) makes the pinned maps equal to a tuple of `DpService`, idempotently.
+
+The layout is IPv4-only: services whose VIP or endpoints are IPv6 are left out, and
+`skipped_services` names them so the caller can say so.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+
+import attrs
+
+from appliance.config.model import Config, NatMode, Protocol
+from appliance.config.model import Selection as ConfigSelection
+from appliance.config.model import Service as ConfigService
+
+from .layout import Mode, Selection
+
+__all__ = [
+    "DpEndpoint",
+    "DpService",
+    "IpProto",
+    "ServiceKey",
+    "services_from_config",
+    "skipped_services",
+]
+
+
+class IpProto(enum.IntEnum):
+    """IP protocol numbers, as the maps hold them."""
+
+    TCP = 6
+    UDP = 17
+
+
+#: A service's identity in the maps: (VIP, port, protocol).
+ServiceKey = tuple[ipaddress.IPv4Address, int, IpProto]
+
+_MODES: dict[NatMode, Mode] = {
+    NatMode.DEFAULT: Mode.DEFAULT,
+    NatMode.ONEARM: Mode.ONEARM,
+    NatMode.FULLNAT: Mode.FULLNAT,
+    NatMode.DSR: Mode.DSR,
+}
+_SELECTIONS: dict[ConfigSelection, Selection] = {
+    ConfigSelection.ROUNDROBIN: Selection.ROUNDROBIN,
+    ConfigSelection.WEIGHTED: Selection.WEIGHTED,
+    ConfigSelection.HASH: Selection.HASH,
+    ConfigSelection.MAGLEV: Selection.MAGLEV,
+    ConfigSelection.PERSIST: Selection.PERSIST,
+    ConfigSelection.LEASTCONN: Selection.LEASTCONN,
+}
+_PROTOCOLS: dict[Protocol, IpProto] = {Protocol.TCP: IpProto.TCP, Protocol.UDP: IpProto.UDP}
+
+
+@attrs.frozen
+class DpEndpoint:
+    """An endpoint. ``active`` False: draining (keeps its connections, gets no new ones)."""
+
+    address: ipaddress.IPv4Address
+    port: int
+    weight: int = 1
+    active: bool = True
+
+
+@attrs.frozen
+class DpService:
+    vip: ipaddress.IPv4Address
+    port: int
+    protocol: IpProto
+    mode: Mode
+    selection: Selection
+    endpoints: tuple[DpEndpoint, ...]
+    #: fullnat: the source address towards endpoints (the service's source, else the VIP);
+    #: None for the other modes
+    snat_addr: ipaddress.IPv4Address | None = None
+    persist_timeout_s: int = 300
+    name: str = ""  # for status and logs only
+
+    @property
+    def key(self) -> ServiceKey:
+        return (self.vip, self.port, self.protocol)
+
+
+def _ipv4(address: object) -> bool:
+    return isinstance(address, ipaddress.IPv4Address)
+
+
+def _supported(service: ConfigService) -> bool:
+    return (
+        _ipv4(service.vip)
+        and (service.source is None or _ipv4(service.source))
+        and all(_ipv4(ep.address) for ep in service.endpoints)
+    )
+
+
+def _dp_service(service: ConfigService) -> DpService:
+    vip = service.vip
+    assert isinstance(vip, ipaddress.IPv4Address)
+    snat: ipaddress.IPv4Address | None = None
+    if service.mode is NatMode.FULLNAT:
+        source = service.source if service.source is not None else vip
+        assert isinstance(source, ipaddress.IPv4Address)
+        snat = source
+    endpoints = tuple(
+        DpEndpoint(ipaddress.IPv4Address(ep.address), ep.port, ep.weight, True)
+        for ep in service.endpoints
+    )
+    return DpService(
+        vip=vip,
+        port=service.port,
+        protocol=_PROTOCOLS[service.protocol],
+        mode=_MODES[service.mode],
+        selection=_SELECTIONS[service.selection],
+        endpoints=endpoints,
+        snat_addr=snat,
+        persist_timeout_s=service.persist_timeout_s,
+        name=service.name,
+    )
+
+
+def services_from_config(cfg: Config) -> tuple[DpService, ...]:
+    """The dataplane services of ``cfg``: those with an IPv4 ``vip`` (pool allocation comes
+    later), every endpoint active. A repeated (VIP, port, protocol) keeps the first service."""
+    out: dict[ServiceKey, DpService] = {}
+    for service in cfg.services:
+        if service.vip is None or not _supported(service):
+            continue
+        dp = _dp_service(service)
+        out.setdefault(dp.key, dp)
+    return tuple(out.values())
+
+
+def skipped_services(cfg: Config) -> tuple[str, ...]:
+    """Names of services with a VIP that the (IPv4-only) dataplane cannot program."""
+    return tuple(s.name for s in cfg.services if s.vip is not None and not _supported(s))
