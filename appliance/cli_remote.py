@@ -157,6 +157,170 @@ def show_ha(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latency(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.1f} ms"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s" if value < 60 else _uptime(value)
+
+
+def _endpoint_text(endpoints: Sequence[dict[str, Any]]) -> str:
+    rows = [
+        (
+            f"{e['address']}:{e['port']}",
+            e["weight"],
+            e["state"],
+            e["health"],
+            _latency(e["latency_ms"]),
+            e["open_connections"],
+            e["connections"],
+            e["packets"],
+            e["bytes"],
+            e["last_error"] or "",
+        )
+        for e in endpoints
+    ]
+    headers = (
+        "endpoint",
+        "weight",
+        "state",
+        "health",
+        "latency",
+        "open",
+        "conns",
+        "packets",
+        "bytes",
+        "last error",
+    )
+    return "\n".join("  " + line for line in format_table(headers, rows).splitlines())
+
+
+def services_text(body: dict[str, Any]) -> str:
+    """``show services`` as text: the node line, the services table, then each service's
+    endpoints. ``open``: connections open now; ``conns``: connections since the counters
+    started."""
+    attached = ", ".join(f"{a['interface']} ({'+'.join(a['hooks'])})" for a in body["attached"])
+    notes = [
+        n
+        for n, on in (
+            ("adopted pinned maps", body["adopted"]),
+            ("layout reset", body["layout_reset"]),
+        )
+        if on
+    ]
+    lines = [
+        f"node {body['node']}: {body['connections']} connections; "
+        f"attached: {attached or 'nowhere'}" + "".join(f"; {n}" for n in notes)
+    ]
+    lines += [f"skipped (IPv4-only dataplane): {name}" for name in body["skipped"]]
+    lines += [f"error: {error}" for error in body["errors"]]
+    services = body["services"]
+    if not services:
+        return "\n".join([*lines, "no services in the dataplane"])
+    rows = [
+        (
+            s["name"],
+            f"{s['vip']}:{s['port']}/{s['protocol']}",
+            s["mode"] or "",
+            s["selection"] or "",
+            s["id"],
+            sum(e["open_connections"] for e in s["endpoints"]),
+            s["connections"],
+            s["packets"],
+            s["bytes"],
+            s["drops"],
+        )
+        for s in services
+    ]
+    headers = (
+        "service",
+        "vip",
+        "mode",
+        "selection",
+        "id",
+        "open",
+        "conns",
+        "packets",
+        "bytes",
+        "drops",
+    )
+    lines += ["", format_table(headers, rows)]
+    for s in services:
+        lines += ["", f"{s['name']} {s['vip']}:{s['port']}/{s['protocol']} (slot {s['slot']})"]
+        lines.append(_endpoint_text(s["endpoints"]) if s["endpoints"] else "  no endpoints")
+    return "\n".join(lines)
+
+
+def show_services(args: argparse.Namespace) -> int:
+    body = api_get(args.node, "/api/v1/services")
+    print(json.dumps(body, indent=2) if args.json else services_text(body))
+    return 0
+
+
+def conntrack_params(args: argparse.Namespace) -> dict[str, str]:
+    """The query of ``show conntrack``: only what was given (the API has the defaults)."""
+    params = {
+        name: str(value)
+        for name in ("service", "client", "vip", "endpoint", "state", "limit", "offset")
+        if (value := getattr(args, name)) is not None
+    }
+    if args.count:
+        params["count"] = "1"
+    if args.remote is not None:
+        params["remote"] = "1" if args.remote else "0"
+    return params
+
+
+def conntrack_text(body: dict[str, Any]) -> str:
+    if "count" in body:
+        return str(body["count"])
+    connections = body["connections"]
+    total, offset = body["total"], body["offset"]
+    if not connections:
+        return f"no connections (total {total}, offset {offset})"
+    rows = [
+        (
+            c["protocol"],
+            f"{c['client']}:{c['client_port']}",
+            f"{c['vip']}:{c['vip_port']}",
+            f"{c['endpoint']}:{c['endpoint_port']}",
+            f"{c['source']}:{c['source_port']}",
+            c["state"],
+            _seconds(c["age_s"]),
+            _seconds(c["idle_s"]),
+            c["packets"],
+            c["bytes"],
+            c["service"] or c["service_id"],
+            "remote" if c["remote"] else "",
+        )
+        for c in connections
+    ]
+    headers = (
+        "proto",
+        "client",
+        "vip",
+        "endpoint",
+        "nat source",
+        "state",
+        "age",
+        "idle",
+        "packets",
+        "bytes",
+        "service",
+        "",
+    )
+    first = offset + 1
+    footer = f"connections {first}-{offset + len(connections)} of {total}"
+    return format_table(headers, rows) + "\n" + footer
+
+
+def show_conntrack(args: argparse.Namespace) -> int:
+    body = api_get(args.node, "/api/v1/conntrack", conntrack_params(args))
+    print(json.dumps(body, indent=2) if args.json else conntrack_text(body))
+    return 0
+
+
 def add_show_parser(sub: Any) -> None:
     show = sub.add_parser("show", help="state of a running node (through its API)")
     show.add_argument("--node", default=DEFAULT_NODE, help=f"API base URL (default {DEFAULT_NODE})")
@@ -174,6 +338,25 @@ def add_show_parser(sub: Any) -> None:
     routes.add_argument("--peer", help="only this neighbour's routes")
     routes.add_argument("--limit", type=int, default=1000)
     routes.set_defaults(func=_guard(show_bgp_routes))
+    services = what.add_parser("services", help="dataplane services, endpoints, health, counters")
+    services.set_defaults(func=_guard(show_services))
+    conntrack = what.add_parser("conntrack", help="connections in the dataplane (paged)")
+    conntrack.add_argument("--count", action="store_true", help="only count (matching) ones")
+    conntrack.add_argument("--service", help="only this service's connections (by name)")
+    conntrack.add_argument("--client", help="only from this client address")
+    conntrack.add_argument("--vip", help="only to this VIP")
+    conntrack.add_argument("--endpoint", help="only to this endpoint address")
+    conntrack.add_argument("--state", help="syn_sent, established, fin_wait, closed, udp, icmp")
+    origin = conntrack.add_mutually_exclusive_group()
+    origin.add_argument(
+        "--remote", action="store_const", const=True, help="only learnt from peers (sync)"
+    )
+    origin.add_argument(
+        "--local", dest="remote", action="store_const", const=False, help="only this node's"
+    )
+    conntrack.add_argument("--limit", type=int, help="at most N (API default 100, max 1000)")
+    conntrack.add_argument("--offset", type=int, help="skip the first N (oldest first)")
+    conntrack.set_defaults(func=_guard(show_conntrack))
 
 
 def _guard(fn: Any) -> Any:

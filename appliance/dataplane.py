@@ -37,6 +37,7 @@ from bpf.source import LB_SOURCE
 from . import boot
 from .config import Config
 from .config.model import Interfaces
+from .dataplane_access import publish_conntrack, withdraw_conntrack
 from .keys import RUNNING_CONFIG
 from .state import StateKey, StateStore
 from .structlog import get_logger
@@ -143,6 +144,7 @@ class DataplaneService:
             self.dataplane = dataplane
             self.programmer = await self._locked(Programmer, dataplane.maps, self._node_id)
             self.conntrack = Conntrack(dataplane.maps, dataplane)
+            publish_conntrack(self._store, self.conntrack, self._lock)
             cfg = self._store.require(RUNNING_CONFIG)
             await self._apply_config(cfg)
             await self._sync_links(cfg)
@@ -157,6 +159,7 @@ class DataplaneService:
                 task_status.started()
         finally:
             with trio.CancelScope(shield=True):
+                await withdraw_conntrack(self._store)
                 await trio.to_thread.run_sync(dataplane.close)
             self.dataplane = self.programmer = self.conntrack = None
 
