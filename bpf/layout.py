@@ -76,7 +76,7 @@ __all__ = [
 
 #: Bumped whenever a struct or map below changes: pinned maps of another version are never
 #: adopted (the loader reports it and starts from empty maps, explicitly).
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: a DSR entry's nat_dst is the endpoint
 
 MAX_SERVICES = 256
 MAX_ENDPOINTS = 64

@@ -346,8 +346,11 @@ static __always_inline void rewrite(struct __sk_buff *skb, const struct pkt *p, 
     }
 }
 
-/* send it on as a router would (TTL - 1, MACs of the next hop) when the FIB knows the way and
- * the neighbour; otherwise TC_ACT_OK: the stack routes the (rewritten) packet itself */
+/* send it on as a router would (TTL - 1, MACs of the next hop) when the FIB knows the way;
+ * without a neighbour entry yet, bpf_redirect_neigh resolves it (the stack cannot route a
+ * packet whose rewritten source is one of the node's own addresses: one-arm, full-NAT, it
+ * drops it as a martian, and nothing would ever resolve the neighbour). Otherwise TC_ACT_OK:
+ * the stack routes the (rewritten) packet itself. */
 static __always_inline int forward(struct __sk_buff *skb, const struct pkt *p, __be32 src,
                                    __be32 dst)
 {
@@ -360,7 +363,9 @@ static __always_inline int forward(struct __sk_buff *skb, const struct pkt *p, _
     fib.ifindex = in_ifindex(skb);
     /* tot_len 0: the kernel checks the skb (GSO aware) against the egress MTU */
     int rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-    if (rc != BPF_FIB_LKUP_RET_SUCCESS || p->ttl <= 1)
+    if ((rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) || p->ttl <= 1)
+        return TC_ACT_OK;
+    if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && !fib.ifindex)
         return TC_ACT_OK;
     union {
         u8 b[2];
@@ -368,6 +373,8 @@ static __always_inline int forward(struct __sk_buff *skb, const struct pkt *p, _
     } before = {.b = {p->ttl, p->proto}}, after = {.b = {p->ttl - 1, p->proto}};
     bpf_l3_csum_replace(skb, IP_CSUM_OFF, before.w, after.w, sizeof(u16));
     bpf_skb_store_bytes(skb, IP_TTL_OFF, &after.b[0], 1, 0);
+    if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+        return tlb_redirect_neigh(fib.ifindex, 0, 0, 0); /* next hop from the kernel's FIB */
     bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), fib.dmac, ETH_ALEN, 0);
     bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), fib.smac, ETH_ALEN, 0);
     return bpf_redirect(fib.ifindex, 0);
@@ -599,7 +606,7 @@ static __always_inline int new_conn(struct __sk_buff *skb, struct pkt *p, struct
 
     u8 mode = svc->mode;
     if (mode == MODE_DSR) {
-        fe.nat_dst = p->daddr;
+        /* nothing is rewritten: nat_dst keeps the endpoint's address for dsr_endpoint_forward */
         fe.nat_dport = p->dport;
         fe.flags = CT_DSR;
     } else {
@@ -664,24 +671,15 @@ static __always_inline int new_conn(struct __sk_buff *skb, struct pkt *p, struct
 
 /* ---- tracked packets ---------------------------------------------------------------- */
 
+/* DSR: the entry's nat_dst is the endpoint's address (the packet keeps the VIP), so the
+ * connection stays with its endpoint after the endpoint is removed (drained) or its index is
+ * taken by another endpoint */
 static __always_inline int dsr_endpoint_forward(struct __sk_buff *skb, const struct pkt *p,
                                                 const struct ct_entry *e)
 {
-    struct svc_key sk = {};
-    sk.vip = e->nat_dst;
-    sk.port = p->proto == IPPROTO_ICMP ? 0 : e->nat_dport;
-    sk.proto = p->proto;
-    struct service *svc = services.lookup(&sk);
-    if (!svc)
+    if (!e->nat_dst)
         return TC_ACT_OK;
-    u32 sidx = svc->id * SLOTS + (svc->slot & 1);
-    struct endpoint_set *set = endpoints.lookup(&sidx);
-    if (!set)
-        return TC_ACT_OK;
-    struct endpoint *ep = &set->eps[ep_slot(e->ep_index)];
-    if (!ep->addr)
-        return TC_ACT_OK;
-    return forward_dsr(skb, p, ep->addr);
+    return forward_dsr(skb, p, e->nat_dst);
 }
 
 static __always_inline int track(struct __sk_buff *skb, struct pkt *p, const struct ct_key *key,

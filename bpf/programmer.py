@@ -52,10 +52,11 @@ from .layout import (
 )
 from .maps import Maps, sum_stats
 from .model import DpEndpoint, DpService, IpProto, ServiceKey
-from .selection import Candidate, build_table
+from .selection import Candidate, build_table, maglev_size, maglev_table
 
 __all__ = [
     "GRACE_S",
+    "MAGLEV_TABLE_SIZE",
     "EndpointKey",
     "EndpointStatus",
     "Programmer",
@@ -75,6 +76,11 @@ log = get_logger("dataplane")
 
 #: How long a slot just left stays untouched (far longer than any program run).
 GRACE_S = 0.05
+
+#: Every Maglev table has this size, whatever the endpoint count: the size is the modulus of
+#: the flow hash, so a size following the endpoint count (`maglev_size(n)`) would move most
+#: flows of the remaining endpoints whenever one comes or goes.
+MAGLEV_TABLE_SIZE = maglev_size(MAX_ENDPOINTS)
 
 #: An endpoint's identity in its service: (address, port).
 EndpointKey = tuple[ipaddress.IPv4Address, int]
@@ -156,13 +162,17 @@ def endpoint_set(
 def select_table(
     selection: Selection, endpoints: Sequence[DpEndpoint], indexes: Mapping[EndpointKey, int]
 ) -> SelectTable:
-    """The selection table over the active endpoints (`bpf.selection.build_table`)."""
+    """The selection table over the active endpoints (`bpf.selection.build_table`; Maglev's
+    of `MAGLEV_TABLE_SIZE` entries)."""
     candidates = [
         Candidate(indexes[(ep.address, ep.port)], f"{ep.address}:{ep.port}", max(1, ep.weight))
         for ep in endpoints
         if ep.active
     ]
-    entries = build_table(selection, candidates)
+    if selection is Selection.MAGLEV and candidates:
+        entries = maglev_table(candidates, MAGLEV_TABLE_SIZE)
+    else:
+        entries = build_table(selection, candidates)
     if len(entries) > MAX_TABLE:
         raise ValueError(f"selection table of {len(entries)} entries; at most {MAX_TABLE}")
     out = SelectTable()
