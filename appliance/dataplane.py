@@ -91,7 +91,7 @@ class DataplaneService:
         pin_root: Path = PIN_ROOT,
         netns: str | None = None,
         link_poll_s: float = 1.0,
-        gc_interval_s: float = 5.0,
+        gc_interval_s: float = 10.0,
         status_interval_s: float = 2.0,
         event_poll_ms: int = 200,
     ) -> None:
@@ -290,7 +290,12 @@ class DataplaneService:
         assert self.programmer is not None and self.conntrack is not None
         assert self.dataplane is not None
         services = await self._locked(self.programmer.status)
-        connections = await self._locked(self.conntrack.count)
+        # counted by the last collection pass: a scan of the whole table per status would cost
+        # more CPU than the rest of the daemon under a high connection rate
+        connections = self.conntrack.live
+        if connections is None:
+            await self._collect()
+            connections = self.conntrack.live or 0
         result = self.dataplane.result
         hooks = ("ingress", "egress") if self._egress else ("ingress",)
         status = DataplaneStatus(

@@ -242,6 +242,8 @@ class Conntrack:
     def __init__(self, maps: Maps, events: Any = None) -> None:
         self.maps = maps
         self._events = events
+        #: live connections counted by the last `collect_expired` (None before the first)
+        self.live: int | None = None
 
     # reading -----------------------------------------------------------------------------
 
@@ -333,11 +335,14 @@ class Conntrack:
     def collect_expired(self, now_ns: int | None = None) -> int:
         """Delete connections idle beyond their state's timeout in both directions (both
         entries; a reply entry whose forward entry is gone goes too). Returns the connections
-        removed."""
+        removed; the connections left are counted on the way (`live`), so a status need not
+        scan the table again."""
         now = time.monotonic_ns() if now_ns is None else now_ns
         removed = 0
+        live = 0
         for key, entry in list(self.maps.conntrack.batch_items()):
             if not expired(entry, now):
+                live += not entry.flags & CT_REPLY
                 continue
             if entry.flags & CT_REPLY:
                 # its forward entry decides; delete the reply alone only when orphaned
@@ -352,9 +357,11 @@ class Conntrack:
             if not current.flags & CT_DSR:
                 reply = self.maps.conntrack.lookup(reply_of(key, current)[0])
             if reply is not None and not expired(reply, now):
+                live += 1
                 continue  # traffic the other way keeps it
             self._remove(key, current)
             removed += 1
+        self.live = live
         return removed
 
     # events ------------------------------------------------------------------------------
