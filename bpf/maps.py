@@ -74,8 +74,8 @@ def possible_cpus() -> int:
     return count
 
 
-class BpfMap(Generic[K, V]):
-    """A map with ctypes keys and values. ``owns_fd``: `close` closes the fd."""
+class _MapFd(Generic[K, V]):
+    """A map's fd with its key and value types. ``owns_fd``: `close` closes the fd."""
 
     def __init__(
         self, name: str, fd: int, key: type[K], value: type[V], *, owns_fd: bool = False
@@ -85,6 +85,15 @@ class BpfMap(Generic[K, V]):
         self.key_type = key
         self.value_type = value
         self._owns_fd = owns_fd
+
+    def close(self) -> None:
+        if self._owns_fd and self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
+
+
+class BpfMap(_MapFd[K, V]):
+    """A map with ctypes keys and values."""
 
     def lookup(self, key: K) -> V | None:
         value = self.value_type()
@@ -158,31 +167,22 @@ class BpfMap(Generic[K, V]):
                 return
             first = False
 
-    def close(self) -> None:
-        if self._owns_fd and self.fd >= 0:
-            os.close(self.fd)
-        self.fd = -1
-
 
 _U32_P = ctypes.POINTER(ctypes.c_uint32)
 
 
-class PerCpuMap(Generic[K, V]):
+class PerCpuMap(_MapFd[K, V]):
     """A per-CPU map: one value per possible CPU for each key."""
 
     def __init__(
         self, name: str, fd: int, key: type[K], value: type[V], *, owns_fd: bool = False
     ) -> None:
-        self.name = name
-        self.fd = fd
-        self.key_type = key
-        self.value_type = value
+        super().__init__(name, fd, key, value, owns_fd=owns_fd)
         self.cpus = possible_cpus()
         size = (ctypes.sizeof(value) + 7) // 8 * 8
         if size != ctypes.sizeof(value):
             raise ValueError(f"{value.__name__}: per-CPU values must be 8-byte multiples")
         self._array_type = value * self.cpus
-        self._owns_fd = owns_fd
 
     def lookup(self, key: K) -> list[V] | None:
         values = self._array_type()
@@ -195,11 +195,6 @@ class PerCpuMap(Generic[K, V]):
         values = self._array_type()
         ret = _lib().bpf_update_elem(self.fd, ctypes.byref(key), ctypes.byref(values), 0)
         _check(int(ret), "update", self.name)
-
-    def close(self) -> None:
-        if self._owns_fd and self.fd >= 0:
-            os.close(self.fd)
-        self.fd = -1
 
 
 def sum_stats(values: list[Stats] | None) -> Stats:

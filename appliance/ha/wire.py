@@ -38,6 +38,7 @@ import struct
 
 import attrs
 
+from appliance.checksum import internet_checksum
 from appliance.config.values import IPAddress
 
 from .errors import HaError, HaErrorReason
@@ -136,18 +137,9 @@ def _pseudo_header(src: IPAddress, dst: IPAddress, length: int) -> bytes:
     raise HaError(HaErrorReason.BAD_ADDRESS_FAMILY, f"source {src} and destination {dst}")
 
 
-def _internet_checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def checksum(message: bytes, src: IPAddress, dst: IPAddress) -> int:
     """The checksum of ``message`` (its checksum field must be zero) under the pseudo-header."""
-    return _internet_checksum(_pseudo_header(src, dst, len(message)) + message)
+    return internet_checksum(_pseudo_header(src, dst, len(message)) + message)
 
 
 def _mac(key: AuthKey, message: bytes, counter: bytes) -> bytes:

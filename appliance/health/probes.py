@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import trio
 
+from appliance.checksum import internet_checksum
 from appliance.config.model import Probe, ProbeType
 from appliance.config.values import IPAddress
 
@@ -123,14 +124,8 @@ ICMP_FILTER = 1  # linux/icmp.h: bitmask of ICMP types a raw socket does NOT rec
 _sequence = itertools.count(1)
 
 
-def icmp_checksum(data: bytes) -> int:
-    """RFC 1071 one's-complement checksum."""
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+#: RFC 1071, as ICMP uses it
+icmp_checksum = internet_checksum
 
 
 def echo_request(version: int, ident: int, seq: int, payload: bytes) -> bytes:
