@@ -55,7 +55,9 @@ def _post(handle: LabHandle, path: str, token: str | None, body: str = "{}") -> 
 def test_show_bgp_against_a_running_daemon(
     lab_factory: Callable[..., LabHandle], tmp_path: Path
 ) -> None:
-    handle = lab_factory("scenario3", start_endpoints=False)
+    # endpoints up: the services are probed, and a service without a healthy endpoint would be
+    # withdrawn from BGP (route health injection)
+    handle = lab_factory("scenario3", start_endpoints=True)
     config = _config_with_token(tmp_path)
     handle.spawn("node1", "daemon", [*TRIOLB, "run", "--config", str(config)])
     handle.wait_for_log("daemon", "daemon_ready")
