@@ -37,6 +37,7 @@ from bpf.source import LB_SOURCE
 from . import boot
 from .config import Config
 from .config.model import Interfaces
+from .controller import ENDPOINT_HEALTH
 from .dataplane_access import publish_conntrack, withdraw_conntrack
 from .keys import RUNNING_CONFIG
 from .state import StateKey, StateStore
@@ -184,14 +185,19 @@ class DataplaneService:
             await action()
 
     async def _watch_config(self, applied: Config) -> None:
+        """Follow the running config and endpoint health (an endpoint probed down gets no new
+        connections)."""
         seen = self._store.version
+        applied_health = self._store.get(ENDPOINT_HEALTH)
         while True:
             # look before waiting: a change published before this task first ran counts too
             cfg = self._store.require(RUNNING_CONFIG)
-            if cfg is not applied:
-                applied = cfg
+            health = self._store.get(ENDPOINT_HEALTH)
+            if cfg is not applied or health is not applied_health:
                 await self._apply_config(cfg)
-                await self._sync_links(cfg)
+                if cfg is not applied:
+                    await self._sync_links(cfg)
+                applied, applied_health = cfg, health
             seen = await self._store.wait_changed(seen)
 
     async def _apply_config(self, cfg: Config) -> None:
@@ -201,7 +207,8 @@ class DataplaneService:
         if skipped != self._skipped and skipped:
             log.warning("dataplane_services_skipped", services=list(skipped), reason="ipv6")
         self._skipped = skipped
-        report = await self._locked(self.programmer.reconcile, services_from_config(cfg))
+        services = services_from_config(cfg, self._store.get(ENDPOINT_HEALTH))
+        report = await self._locked(self.programmer.reconcile, services)
         self._errors = report.errors
         self._last_report = report
 

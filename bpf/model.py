@@ -17,6 +17,7 @@ import attrs
 from appliance.config.model import Config, NatMode, Protocol
 from appliance.config.model import Selection as ConfigSelection
 from appliance.config.model import Service as ConfigService
+from appliance.intent import EndpointHealth
 
 from .layout import Mode, Selection
 
@@ -98,7 +99,7 @@ def _supported(service: ConfigService) -> bool:
     )
 
 
-def _dp_service(service: ConfigService) -> DpService:
+def _dp_service(service: ConfigService, health: EndpointHealth) -> DpService:
     vip = service.vip
     assert isinstance(vip, ipaddress.IPv4Address)
     snat: ipaddress.IPv4Address | None = None
@@ -107,7 +108,12 @@ def _dp_service(service: ConfigService) -> DpService:
         assert isinstance(source, ipaddress.IPv4Address)
         snat = source
     endpoints = tuple(
-        DpEndpoint(ipaddress.IPv4Address(ep.address), ep.port, ep.weight, True)
+        DpEndpoint(
+            ipaddress.IPv4Address(ep.address),
+            ep.port,
+            ep.weight,
+            health.get((service.name, ep.address, ep.port), True),
+        )
         for ep in service.endpoints
     )
     return DpService(
@@ -123,14 +129,19 @@ def _dp_service(service: ConfigService) -> DpService:
     )
 
 
-def services_from_config(cfg: Config) -> tuple[DpService, ...]:
+def services_from_config(
+    cfg: Config, health: EndpointHealth | None = None
+) -> tuple[DpService, ...]:
     """The dataplane services of ``cfg``: those with an IPv4 ``vip`` (pool allocation comes
-    later), every endpoint active. A repeated (VIP, port, protocol) keeps the first service."""
+    later). An endpoint ``health`` reports down is not active: it gets no new connections and
+    keeps its index, so the connections it has drain (missing from ``health``: up). A repeated
+    (VIP, port, protocol) keeps the first service."""
+    health = health or {}
     out: dict[ServiceKey, DpService] = {}
     for service in cfg.services:
         if service.vip is None or not _supported(service):
             continue
-        dp = _dp_service(service)
+        dp = _dp_service(service, health)
         out.setdefault(dp.key, dp)
     return tuple(out.values())
 

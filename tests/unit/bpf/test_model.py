@@ -66,3 +66,13 @@ def test_a_repeated_service_key_keeps_the_first() -> None:
     first = Service("first", 80, EPS, vip=vip)
     second = Service("second", 80, EPS[:1], vip=vip)
     assert [s.name for s in services_from_config(_cfg(first, second))] == ["first"]
+
+
+def test_an_endpoint_probed_down_is_not_active() -> None:
+    cfg = _cfg(Service("web", 80, EPS, vip=IP("198.51.100.10")))
+    health = {
+        ("web", IP("192.168.80.102"), 8080): False,
+        ("other", IP("192.168.80.101"), 8080): False,
+    }
+    (svc,) = services_from_config(cfg, health)
+    assert [e.active for e in svc.endpoints] == [True, False]
