@@ -56,7 +56,12 @@ def assert_udp_round_robin(handle: LabHandle, vip: str, port: int) -> None:
     before = dp.udp_in_datagrams(handle)
     udp_echo(handle, vip, port)
     after = dp.udp_in_datagrams(handle)
-    assert Counter({ep: after[ep] - before[ep] for ep in dp.ENDPOINTS}) == EVEN
+    got = Counter({ep: after[ep] - before[ep] for ep in dp.ENDPOINTS})
+    # each within one of an even share: the program's round-robin counter is added to, then
+    # read (bcc 0.26 cannot use the atomic add's result), so two packets on two CPUs at once
+    # may read the same value (seen once in CI for UDP: 10/11/9)
+    assert sum(got.values()) == REQUESTS
+    assert all(abs(got[ep] - REQUESTS // 3) <= 1 for ep in dp.ENDPOINTS), got
 
 
 def assert_endpoints_see(
