@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -43,6 +43,12 @@ def api_post(node: str, path: str, token: str | None, body: dict[str, Any]) -> A
     return _call("POST", node.rstrip("/") + path, json=body, headers=headers)
 
 
+def print_body(args: argparse.Namespace, body: Any, text: Callable[[Any], str]) -> int:
+    """A `show` command's output: the API's JSON with ``--json``, else ``text(body)``."""
+    print(json.dumps(body, indent=2) if args.json else text(body))
+    return 0
+
+
 def read_token(path: str | None) -> str | None:
     if path is None:
         return None
@@ -70,11 +76,7 @@ def _uptime(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def show_bgp_neighbors(args: argparse.Namespace) -> int:
-    body = api_get(args.node, "/api/v1/bgp/neighbors")
-    if args.json:
-        print(json.dumps(body, indent=2))
-        return 0
+def neighbors_text(body: Any) -> str:
     rows = [
         (
             n["address"],
@@ -89,19 +91,15 @@ def show_bgp_neighbors(args: argparse.Namespace) -> int:
         for n in body["neighbors"]
     ]
     headers = ("neighbor", "asn", "state", "up", "received", "accepted", "advertised", "last error")
-    print(format_table(headers, rows))
-    return 0
+    return format_table(headers, rows)
 
 
-def show_bgp_routes(args: argparse.Namespace) -> int:
-    view = "received" if args.received else "advertised" if args.advertised else "best"
-    params = {"view": view, "limit": str(args.limit)}
-    if args.peer:
-        params["peer"] = args.peer
-    body = api_get(args.node, "/api/v1/bgp/routes", params)
-    if args.json:
-        print(json.dumps(body, indent=2))
-        return 0
+def show_bgp_neighbors(args: argparse.Namespace) -> int:
+    body = api_get(args.node, "/api/v1/bgp/neighbors")
+    return print_body(args, body, neighbors_text)
+
+
+def routes_text(body: Any) -> str:
     rows = [
         (
             r["prefix"],
@@ -115,15 +113,19 @@ def show_bgp_routes(args: argparse.Namespace) -> int:
         for r in body["routes"]
     ]
     headers = ("prefix", "next hop", "peer", "med", "local pref", "as path", "communities")
-    print(format_table(headers, rows))
-    return 0
+    return format_table(headers, rows)
 
 
-def show_ha(args: argparse.Namespace) -> int:
-    body = api_get(args.node, "/api/v1/ha")
-    if args.json:
-        print(json.dumps(body, indent=2))
-        return 0
+def show_bgp_routes(args: argparse.Namespace) -> int:
+    view = "received" if args.received else "advertised" if args.advertised else "best"
+    params = {"view": view, "limit": str(args.limit)}
+    if args.peer:
+        params["peer"] = args.peer
+    body = api_get(args.node, "/api/v1/bgp/routes", params)
+    return print_body(args, body, routes_text)
+
+
+def ha_text(body: Any) -> str:
     rows = [
         (
             g["id"],
@@ -153,8 +155,12 @@ def show_ha(args: argparse.Namespace) -> int:
         "adverts in/out",
         "rejected",
     )
-    print(format_table(headers, rows))
-    return 0
+    return format_table(headers, rows)
+
+
+def show_ha(args: argparse.Namespace) -> int:
+    body = api_get(args.node, "/api/v1/ha")
+    return print_body(args, body, ha_text)
 
 
 def _latency(ms: float | None) -> str:
@@ -253,9 +259,7 @@ def services_text(body: dict[str, Any]) -> str:
 
 
 def show_services(args: argparse.Namespace) -> int:
-    body = api_get(args.node, "/api/v1/services")
-    print(json.dumps(body, indent=2) if args.json else services_text(body))
-    return 0
+    return print_body(args, api_get(args.node, "/api/v1/services"), services_text)
 
 
 def conntrack_params(args: argparse.Namespace) -> dict[str, str]:
@@ -317,8 +321,7 @@ def conntrack_text(body: dict[str, Any]) -> str:
 
 def show_conntrack(args: argparse.Namespace) -> int:
     body = api_get(args.node, "/api/v1/conntrack", conntrack_params(args))
-    print(json.dumps(body, indent=2) if args.json else conntrack_text(body))
-    return 0
+    return print_body(args, body, conntrack_text)
 
 
 def add_show_parser(sub: Any) -> None:

@@ -29,13 +29,12 @@ from pathlib import Path
 
 import attrs
 
-from .config.model import Config, Service, VipPool
+from .config.model import Service, VipPool
 from .config.values import IPAddress, IPNetwork
 
 __all__ = [
     "Allocation",
     "allocate",
-    "allocate_for",
     "load_allocation",
     "save_allocation",
     "usable",
@@ -112,10 +111,6 @@ def allocate(
         addresses[service.name] = found
         taken.add(found)
     return Allocation(addresses, tuple(conflicts))
-
-
-def allocate_for(config: Config, previous: Mapping[str, IPAddress] | None = None) -> Allocation:
-    return allocate(config.vip_pools, config.services, previous)
 
 
 def load_allocation(path: Path) -> dict[str, IPAddress]:

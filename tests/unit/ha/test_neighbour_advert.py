@@ -10,6 +10,7 @@ import struct
 import dpkt
 import pytest
 
+from appliance.checksum import internet_checksum
 from appliance.config.values import IPAddress
 from appliance.ha import garp
 from appliance.ha.garp import garp_frame, unsolicited_na_frame
@@ -20,19 +21,10 @@ VIP4 = ipaddress.IPv4Address("192.168.80.200")
 ALL_NODES = ipaddress.IPv6Address("ff02::1")
 
 
-def _internet_checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def _icmpv6_checksum(src: bytes, dst: bytes, message: bytes) -> int:
     """RFC 8200 §8.1 pseudo-header: source, destination, 32-bit length, 3 zeros, next header."""
     pseudo = src + dst + struct.pack("!I3xB", len(message), 58)
-    return _internet_checksum(pseudo + message)
+    return internet_checksum(pseudo + message)
 
 
 def test_na_frame_bytes() -> None:
