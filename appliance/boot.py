@@ -24,6 +24,9 @@ from .config.model import Interfaces
 PROC_SYS = Path("/proc/sys")
 #: Runtime state that lasts until reboot (tmpfs); the lab points it into its own directory.
 RUN_DIR = Path(os.environ.get("TRIOLB_RUN_DIR", "/run/triolb"))
+#: State that survives a restart and a reboot (the VIP pool allocation); the lab points it
+#: into its own directory.
+STATE_DIR = Path(os.environ.get("TRIOLB_STATE_DIR", "/var/lib/triolb"))
 BPFFS = Path("/sys/fs/bpf")
 
 GLOBAL_SYSCTLS: tuple[tuple[str, str], ...] = (

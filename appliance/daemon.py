@@ -112,9 +112,10 @@ class Daemon:
                 await supervisor.start(
                     ServiceSpec("looplag", LoopLagMonitor(self.store).run, RestartPolicy())
                 )
-                await supervisor.start(
-                    ServiceSpec("intent", IntentController(self.store).run, critical=True)
-                )
+                # the pool allocation is saved only by a real node (in-process tests keep it)
+                state_dir = boot.STATE_DIR if self.options.boot else None
+                intent = IntentController(self.store, state_dir)
+                await supervisor.start(ServiceSpec("intent", intent.run, critical=True))
                 if self.options.boot:  # compiles and attaches eBPF: never in-process tests
                     dataplane = DataplaneService(
                         self.store, cfg.node.name, cfg.node.id, cfg.interfaces

@@ -4,7 +4,8 @@ intent, ages connections out and publishes what it sees.
 * load (compile, adopt pinned maps) in a worker thread; attach to the interfaces that
   ``interfaces.include``/``exclude`` select, and again whenever interfaces appear, change or
   stop being selected (a one-second poll);
-* reconcile the services of the running configuration at start and on every change;
+* reconcile the services of the node's intent (`appliance.intent`: VIPs explicit or from a
+  pool, endpoints active while healthy) at start and whenever they change;
 * `Conntrack.collect_expired` every few seconds; ring-buffer events polled in a worker thread
   and handed to subscribers (`subscribe`);
 * status (`DATAPLANE_STATUS`): attached interfaces, adoption, services with ids, slots,
@@ -30,15 +31,15 @@ import trio
 from bpf.conntrack import ConnEvent, Conntrack
 from bpf.layout import LAYOUT_VERSION, SETTINGS_EVENTS, Settings
 from bpf.loader import PIN_ROOT, Dataplane, LoadResult, interface_addresses, link_indexes
-from bpf.model import services_from_config, skipped_services
+from bpf.model import services_from_intent, skipped_services
 from bpf.programmer import Programmer, ReconcileReport, ServiceStatus
 from bpf.source import LB_SOURCE
 
 from . import boot
 from .config import Config
 from .config.model import Interfaces
-from .controller import ENDPOINT_HEALTH
 from .dataplane_access import publish_conntrack, withdraw_conntrack
+from .intent import INTENT, NodeIntent
 from .keys import RUNNING_CONFIG
 from .state import StateKey, StateStore
 from .structlog import get_logger
@@ -69,14 +70,20 @@ class DataplaneStatus:
 DATAPLANE_STATUS = StateKey[DataplaneStatus]("dataplane/status")
 
 
-def config_vips(cfg: Config) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Every VIP the config names: never taken as an interface's own (SNAT) address."""
+def intent_vips(
+    cfg: Config, intent: NodeIntent | None
+) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Every VIP and floating source the node may hold: never taken as an interface's own
+    (one-arm SNAT) address."""
     vips: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = {
-        s.vip for s in cfg.services if s.vip is not None
+        s.source for s in cfg.services if s.source is not None
     }
-    vips.update(s.source for s in cfg.services if s.source is not None)
+    vips.update(s.vip for s in cfg.services if s.vip is not None)
     if cfg.ha is not None:
         vips.update(v for g in cfg.ha.groups for v in g.vips)
+    if intent is not None:
+        vips.update(s.vip for s in intent.services if s.vip is not None)
+        vips.update(v for _, group in intent.group_vips for v in group)
     return vips
 
 
@@ -147,12 +154,13 @@ class DataplaneService:
             self.conntrack = Conntrack(dataplane.maps, dataplane)
             publish_conntrack(self._store, self.conntrack, self._lock)
             cfg = self._store.require(RUNNING_CONFIG)
-            await self._apply_config(cfg)
+            intent = self._store.require(INTENT)
+            await self._apply_intent(intent)
             await self._sync_links(cfg)
             await self._publish_status()
             log.info("dataplane_ready", node=self._node)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_config, cfg)
+                nursery.start_soon(self._watch, cfg, intent)
                 nursery.start_soon(self._every, self._link_poll_s, self._sync_links_current)
                 nursery.start_soon(self._every, self._gc_interval_s, self._collect)
                 nursery.start_soon(self._every, self._status_interval_s, self._publish_status)
@@ -184,31 +192,28 @@ class DataplaneService:
             await trio.sleep(interval)
             await action()
 
-    async def _watch_config(self, applied: Config) -> None:
-        """Follow the running config and endpoint health (an endpoint probed down gets no new
-        connections)."""
+    async def _watch(self, applied_cfg: Config, applied: NodeIntent) -> None:
+        """Follow the intent's services (config changes, pool addresses, endpoint health: an
+        endpoint probed down gets no new connections) and the config's interfaces."""
         seen = self._store.version
-        applied_health = self._store.get(ENDPOINT_HEALTH)
         while True:
             # look before waiting: a change published before this task first ran counts too
             cfg = self._store.require(RUNNING_CONFIG)
-            health = self._store.get(ENDPOINT_HEALTH)
-            if cfg is not applied or health is not applied_health:
-                await self._apply_config(cfg)
-                if cfg is not applied:
-                    await self._sync_links(cfg)
-                applied, applied_health = cfg, health
+            intent = self._store.require(INTENT)
+            if intent.services != applied.services:
+                await self._apply_intent(intent)
+            if cfg is not applied_cfg:
+                await self._sync_links(cfg)
+            applied, applied_cfg = intent, cfg
             seen = await self._store.wait_changed(seen)
 
-    async def _apply_config(self, cfg: Config) -> None:
+    async def _apply_intent(self, intent: NodeIntent) -> None:
         assert self.programmer is not None
-        self._interfaces = cfg.interfaces
-        skipped = skipped_services(cfg)
+        skipped = skipped_services(intent)
         if skipped != self._skipped and skipped:
             log.warning("dataplane_services_skipped", services=list(skipped), reason="ipv6")
         self._skipped = skipped
-        services = services_from_config(cfg, self._store.get(ENDPOINT_HEALTH))
-        report = await self._locked(self.programmer.reconcile, services)
+        report = await self._locked(self.programmer.reconcile, services_from_intent(intent))
         self._errors = report.errors
         self._last_report = report
 
@@ -241,7 +246,7 @@ class DataplaneService:
             self._attached.update({n: selected[n] for n in done})
             log.info("dataplane_attached", interfaces=done, egress=egress)
         self._egress = egress
-        vips = config_vips(cfg)
+        vips = intent_vips(cfg, self._store.get(INTENT))
         addresses = await self._locked(
             lambda: interface_addresses(selected, vips, netns=self._netns)
         )

@@ -1,15 +1,28 @@
-"""The node's intent: a pure function of (running config, HA roles, endpoint health).
+"""The node's intent: a pure function of (running config, HA roles, endpoint health, VIP pool
+allocation).
 
-Every programmer (VIP addresses, BGP adverts, eBPF maps) makes the world equal to the intent;
-none reaches into another. This first version computes what BGP advertises and which VIP
-addresses the node owns; the dataplane's part joins with the dataplane.
+Every reconciler makes the world equal to its part of the intent and none reaches into
+another: the HA service owns the VIP addresses of its groups while active (`group_vips`,
+`owned_vips`), the BGP speaker advertises `adverts`, the dataplane programs `services`.
+
+Rules:
+
+* a service's VIP is its ``vip:``, or the address its ``pool:`` allocated (none: the service
+  is neither programmed nor advertised, and `pool_conflicts` says why);
+* a VIP is governed by the role of the HA group that holds it (its ``vips:`` or an address
+  from one of its ``pools:``); a VIP outside every group, or a node without HA, is active;
+* a service is advertised when BGP is configured, at least one of its endpoints is healthy
+  (route health injection) and its VIP's role is active or backup (each with its configured
+  attributes); INIT and FAULT advertise nothing;
+* every service with a VIP is programmed into the dataplane whatever the role (a backup is
+  ready the moment it takes over), each endpoint active while healthy.
 """
 
 from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -52,32 +65,84 @@ class RouteAdvert:
 
 
 @attrs.frozen
+class ServiceIntent:
+    """One configured service as this node must serve it."""
+
+    service: Service
+    vip: IPAddress | None  # explicit or allocated; None: its pool gave it no address
+    endpoints_up: tuple[bool, ...]  # per configured endpoint, in order
+    role: HaRole  # the role governing its VIP
+    advertised: bool
+    #: why it is not advertised (None when it is)
+    withdrawn_reason: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    @property
+    def healthy(self) -> bool:
+        return any(self.endpoints_up)
+
+
+@attrs.frozen
 class NodeIntent:
-    owned_vips: frozenset[tuple[str, IPAddress]]  # (interface, address)
+    owned_vips: frozenset[tuple[str, IPAddress]]  # (group interface, address) of active groups
     adverts: tuple[RouteAdvert, ...]  # sorted by prefix
+    services: tuple[ServiceIntent, ...] = ()  # in config order
+    #: each HA group's VIPs: its ``vips`` then its pools' allocated addresses (sorted)
+    group_vips: tuple[tuple[int, tuple[IPAddress, ...]], ...] = ()
+    pool_conflicts: tuple[str, ...] = ()
+
+    def vips_of_group(self, group_id: int) -> tuple[IPAddress, ...] | None:
+        return dict(self.group_vips).get(group_id)
 
 
 def host_prefix(address: IPAddress) -> IPNetwork:
     return ipaddress.ip_network(f"{address}/{address.max_prefixlen}")
 
 
-def service_vip(service: Service) -> IPAddress | None:
-    """The service's VIP; pool allocation arrives with the service controller."""
-    return service.vip
+def service_vip(service: Service, pool_addresses: Mapping[str, IPAddress]) -> IPAddress | None:
+    """The service's VIP: explicit, else the address its pool allocated (None: none yet)."""
+    if service.vip is not None:
+        return service.vip
+    return pool_addresses.get(service.name)
 
 
-def vip_role(cfg: Config, vip: IPAddress, roles: Mapping[int, HaRole]) -> HaRole:
-    """The role that governs a VIP: that of the HA group holding it; active without HA."""
+def group_vips(
+    cfg: Config, pool_addresses: Mapping[str, IPAddress]
+) -> dict[int, tuple[IPAddress, ...]]:
+    """Each HA group's VIPs: its configured ``vips``, then (sorted) the addresses allocated
+    from its ``pools`` to services."""
     if cfg.ha is None:
-        return HaRole.ACTIVE
+        return {}
+    out: dict[int, tuple[IPAddress, ...]] = {}
     for group in cfg.ha.groups:
-        if vip in group.vips:
-            return roles.get(group.id, HaRole.INIT)
-    return HaRole.ACTIVE  # a VIP outside every group is served active-active
+        pooled = {
+            address
+            for service in cfg.services
+            if service.pool in group.pools
+            and (address := pool_addresses.get(service.name)) is not None
+            and address not in group.vips
+        }
+        out[group.id] = (*group.vips, *sorted(pooled, key=lambda a: (a.version, a)))
+    return out
 
 
-def service_healthy(service: Service, health: EndpointHealth) -> bool:
-    return any(health.get((service.name, ep.address, ep.port), True) for ep in service.endpoints)
+def vip_role(
+    vip: IPAddress,
+    groups: Mapping[int, tuple[IPAddress, ...]],
+    roles: Mapping[int, HaRole],
+) -> HaRole:
+    """The role that governs a VIP: that of the HA group holding it; active otherwise."""
+    for group_id, vips in groups.items():
+        if vip in vips:
+            return roles.get(group_id, HaRole.INIT)
+    return HaRole.ACTIVE  # a VIP outside every group (or without HA) is served active-active
+
+
+def endpoints_up(service: Service, health: EndpointHealth) -> tuple[bool, ...]:
+    return tuple(health.get((service.name, ep.address, ep.port), True) for ep in service.endpoints)
 
 
 def advert_attrs(cfg: Config, role: HaRole) -> AdvertAttrs | None:
@@ -91,19 +156,36 @@ def advert_attrs(cfg: Config, role: HaRole) -> AdvertAttrs | None:
     return None  # INIT and FAULT advertise nothing
 
 
-def compute_intent(
-    cfg: Config, roles: Mapping[int, HaRole], health: EndpointHealth | None = None
-) -> NodeIntent:
-    health = health or {}
+def _service_intent(
+    cfg: Config,
+    service: Service,
+    vip: IPAddress | None,
+    groups: Mapping[int, tuple[IPAddress, ...]],
+    roles: Mapping[int, HaRole],
+    health: EndpointHealth,
+) -> ServiceIntent:
+    up = endpoints_up(service, health)
+    role = vip_role(vip, groups, roles) if vip is not None else HaRole.INIT
+    reason: str | None = None
+    if vip is None:
+        reason = f"no address from pool {service.pool}"
+    elif cfg.bgp is None:
+        reason = "bgp not configured"
+    elif not any(up):
+        reason = "no healthy endpoint"
+    elif advert_attrs(cfg, role) is None:
+        reason = f"ha role {role.value}"
+    return ServiceIntent(service, vip, up, role, reason is None, reason)
+
+
+def _adverts(cfg: Config, services: Sequence[ServiceIntent]) -> tuple[RouteAdvert, ...]:
     adverts: dict[IPNetwork, RouteAdvert] = {}
-    for service in cfg.services:
-        vip = service_vip(service)
-        if vip is None or not service_healthy(service, health):
+    for intent in services:
+        attrs_for_role = advert_attrs(cfg, intent.role)
+        if not intent.advertised or intent.vip is None or attrs_for_role is None:
             continue
-        attrs_for_role = advert_attrs(cfg, vip_role(cfg, vip, roles))
-        if attrs_for_role is None:
-            continue
-        prefix = host_prefix(vip)
+        service = intent.service
+        prefix = host_prefix(intent.vip)
         earlier = adverts.get(prefix)
         communities = (*attrs_for_role.communities, *service.communities)
         large = (*attrs_for_role.large_communities, *service.large_communities)
@@ -117,12 +199,33 @@ def compute_intent(
             tuple(dict.fromkeys(communities)),
             tuple(dict.fromkeys(large)),
         )
-    owned: set[tuple[str, IPAddress]] = set()
-    if cfg.ha is not None:
-        for group in cfg.ha.groups:
-            if roles.get(group.id) is HaRole.ACTIVE:
-                owned.update((group.interface, vip) for vip in group.vips)
+    return tuple(sorted(adverts.values(), key=lambda a: (a.prefix.version, a.prefix)))
+
+
+def compute_intent(
+    cfg: Config,
+    roles: Mapping[int, HaRole],
+    health: EndpointHealth | None = None,
+    pool_addresses: Mapping[str, IPAddress] | None = None,
+    pool_conflicts: tuple[str, ...] = (),
+) -> NodeIntent:
+    health = health or {}
+    pool_addresses = pool_addresses or {}
+    groups = group_vips(cfg, pool_addresses)
+    services = tuple(
+        _service_intent(cfg, s, service_vip(s, pool_addresses), groups, roles, health)
+        for s in cfg.services
+    )
+    owned = frozenset(
+        (group.interface, vip)
+        for group in (cfg.ha.groups if cfg.ha is not None else ())
+        if roles.get(group.id) is HaRole.ACTIVE
+        for vip in groups[group.id]
+    )
     return NodeIntent(
-        frozenset(owned),
-        tuple(sorted(adverts.values(), key=lambda a: (a.prefix.version, a.prefix))),
+        owned_vips=owned,
+        adverts=_adverts(cfg, services),
+        services=services,
+        group_vips=tuple(sorted(groups.items())),
+        pool_conflicts=pool_conflicts,
     )

@@ -1,6 +1,7 @@
 """The dataplane's intent: what the eBPF maps must hold, as frozen values.
 
-`services_from_config` maps the running configuration onto these (pure). The programmer
+`services_from_intent` maps the node's intent (`appliance.intent`: services with their
+resolved VIPs and endpoint health) onto these (pure). The programmer
 (`bpf.programmer`) makes the pinned maps equal to a tuple of `DpService`, idempotently.
 
 The layout is IPv4-only: services whose VIP or endpoints are IPv6 are left out, and
@@ -14,10 +15,9 @@ import ipaddress
 
 import attrs
 
-from appliance.config.model import Config, NatMode, Protocol
+from appliance.config.model import NatMode, Protocol
 from appliance.config.model import Selection as ConfigSelection
-from appliance.config.model import Service as ConfigService
-from appliance.intent import EndpointHealth
+from appliance.intent import NodeIntent, ServiceIntent
 
 from .layout import Mode, Selection
 
@@ -26,7 +26,7 @@ __all__ = [
     "DpService",
     "IpProto",
     "ServiceKey",
-    "services_from_config",
+    "services_from_intent",
     "skipped_services",
 ]
 
@@ -91,16 +91,17 @@ def _ipv4(address: object) -> bool:
     return isinstance(address, ipaddress.IPv4Address)
 
 
-def _supported(service: ConfigService) -> bool:
+def _supported(intent: ServiceIntent) -> bool:
+    service = intent.service
     return (
-        _ipv4(service.vip)
+        _ipv4(intent.vip)
         and (service.source is None or _ipv4(service.source))
         and all(_ipv4(ep.address) for ep in service.endpoints)
     )
 
 
-def _dp_service(service: ConfigService, health: EndpointHealth) -> DpService:
-    vip = service.vip
+def _dp_service(intent: ServiceIntent) -> DpService:
+    service, vip = intent.service, intent.vip
     assert isinstance(vip, ipaddress.IPv4Address)
     snat: ipaddress.IPv4Address | None = None
     if service.mode is NatMode.FULLNAT:
@@ -108,13 +109,8 @@ def _dp_service(service: ConfigService, health: EndpointHealth) -> DpService:
         assert isinstance(source, ipaddress.IPv4Address)
         snat = source
     endpoints = tuple(
-        DpEndpoint(
-            ipaddress.IPv4Address(ep.address),
-            ep.port,
-            ep.weight,
-            health.get((service.name, ep.address, ep.port), True),
-        )
-        for ep in service.endpoints
+        DpEndpoint(ipaddress.IPv4Address(ep.address), ep.port, ep.weight, up)
+        for ep, up in zip(service.endpoints, intent.endpoints_up, strict=True)
     )
     return DpService(
         vip=vip,
@@ -129,23 +125,20 @@ def _dp_service(service: ConfigService, health: EndpointHealth) -> DpService:
     )
 
 
-def services_from_config(
-    cfg: Config, health: EndpointHealth | None = None
-) -> tuple[DpService, ...]:
-    """The dataplane services of ``cfg``: those with an IPv4 ``vip`` (pool allocation comes
-    later). An endpoint ``health`` reports down is not active: it gets no new connections and
-    keeps its index, so the connections it has drain (missing from ``health``: up). A repeated
+def services_from_intent(intent: NodeIntent) -> tuple[DpService, ...]:
+    """The dataplane services of the intent: every service with an IPv4 VIP (explicit or
+    allocated), whatever the node's role. An endpoint the intent has down is not active: it
+    gets no new connections and keeps its index, so the connections it has drain. A repeated
     (VIP, port, protocol) keeps the first service."""
-    health = health or {}
     out: dict[ServiceKey, DpService] = {}
-    for service in cfg.services:
+    for service in intent.services:
         if service.vip is None or not _supported(service):
             continue
-        dp = _dp_service(service, health)
+        dp = _dp_service(service)
         out.setdefault(dp.key, dp)
     return tuple(out.values())
 
 
-def skipped_services(cfg: Config) -> tuple[str, ...]:
+def skipped_services(intent: NodeIntent) -> tuple[str, ...]:
     """Names of services with a VIP that the (IPv4-only) dataplane cannot program."""
-    return tuple(s.name for s in cfg.services if s.vip is not None and not _supported(s))
+    return tuple(s.name for s in intent.services if s.vip is not None and not _supported(s))

@@ -31,6 +31,8 @@ def crosscheck(draft: Draft, ctx: Context) -> None:
         bgp_known = draft.bgp.ok
         bgp = draft.bgp.value if isinstance(draft.bgp.value, Bgp) else None
         _check_ha(ha, services, bgp_known, bgp, ctx)
+        if pools is not None:
+            _check_group_pools(ha, pools, ctx)
     if isinstance(draft.sync.value, Sync):
         _check_sync(draft.sync.value, ctx)
 
@@ -161,6 +163,35 @@ def _check_ha(
                 where = "earlier in this list" if other == i else f"ha.sync_groups[{other}]"
                 ctx.report_at(item, f"group {group_id} is already in a sync group ({where})")
             member_of.setdefault(group_id, i)
+
+
+def _check_group_pools(ha: HaDraft, pools: tuple[VipPool | None, ...], ctx: Context) -> None:
+    """A group's pools exist, are of its family, and belong to no other group."""
+    all_pools = _complete(pools)
+    by_name = {p.name: p for p in all_pools} if all_pools is not None else None
+    owner: dict[str, int] = {}
+    for i, group in _present(ha.groups):
+        family = group.vips[0].version
+        for j, pool_name in enumerate(group.pools):
+            path = f"ha.groups[{i}].pools[{j}]"
+            if pool_name in owner:
+                where = (
+                    "earlier in this list"
+                    if owner[pool_name] == i
+                    else f"ha.groups[{owner[pool_name]}]"
+                )
+                ctx.report_at(path, f"pool {pool_name} is already in a group ({where})")
+            owner.setdefault(pool_name, i)
+            if by_name is None:
+                continue
+            pool = by_name.get(pool_name)
+            if pool is None:
+                known = ", ".join(sorted(by_name)) or "none declared"
+                ctx.report_at(path, f"unknown pool {pool_name!r} (vip_pools: {known})")
+            elif pool.cidr.version != family:
+                ctx.report_at(
+                    path, f"IPv{pool.cidr.version} pool {pool_name} in a group of IPv{family} vips"
+                )
 
 
 def _check_group_addresses(

@@ -162,6 +162,7 @@ def _group(group: HaGroup) -> Tree:
         "preempt_delay_ms": group.preempt_delay_ms,
         "advert_interval_ms": group.advert_interval_ms,
         "vips": [str(v) for v in group.vips],
+        "pools": list(group.pools),
         "unicast_peers": [str(p) for p in group.unicast_peers],
     }
     _put(tree, "auth_key_file", group.auth_key_file)

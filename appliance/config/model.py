@@ -175,6 +175,8 @@ class HaGroup:
     interface: str
     vips: tuple[IPAddress, ...]
     priority: int = 100
+    #: addresses allocated from these pools (to services with ``pool:``) are VIPs of the group too
+    pools: tuple[str, ...] = ()
     preempt: bool = True
     preempt_delay_ms: int = 0
     advert_interval_ms: int = 100

@@ -28,6 +28,7 @@ GROUP_KEYS = (
     "preempt_delay_ms",
     "advert_interval_ms",
     "vips",
+    "pools",
     "unicast_peers",
     "auth_key_file",
     "track",
@@ -108,6 +109,7 @@ def ha_group(field: Field) -> HaGroup:
         "advert_interval_ms", integer(10, 40950, multiple_of=10), defaults.advert_interval_ms
     )
     vips = m.required("vips", list_of(ip_address, min_items=1))
+    pools = m.optional("pools", list_of(name), ())
     peers = m.optional("unicast_peers", list_of(ip_address), ())
     auth = m.optional("auth_key_file", existing_file, None)
     tracks = m.optional("track", list_of(track), ())
@@ -118,6 +120,7 @@ def ha_group(field: Field) -> HaGroup:
         interface=interface.get(),
         vips=vips.get(),
         priority=priority.get(),
+        pools=pools.get(),
         preempt=preempt.get(),
         preempt_delay_ms=delay.get(),
         advert_interval_ms=advert.get(),

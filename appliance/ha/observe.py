@@ -3,7 +3,7 @@
 * interface: the oper state from the kernel (`linkstate.oper_states`, read by the caller);
 * BGP peer: the session state the speaker publishes under ``bgp/neighbor/<address>`` (a peer
   the speaker does not know, or a speaker that is not running, is down);
-* service: healthy when one of its endpoints is (`intent.service_healthy` on the published
+* service: healthy when one of its endpoints is (`intent.endpoints_up` on the published
   endpoint health); a service missing from the running config is down;
 * command: the last exit status of its `CommandCheck` (down until it has run).
 """
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 
 from appliance.config.model import Config, Track, TrackType
 from appliance.controller import ENDPOINT_HEALTH
-from appliance.intent import service_healthy
+from appliance.intent import endpoints_up
 from appliance.state import StateStore
 from bgp.status import neighbor_key
 
@@ -32,7 +32,7 @@ def _bgp_state(store: StateStore, name: str) -> Observation | None:
 
 def _service_up(store: StateStore, cfg: Config | None, name: str) -> bool:
     service = next((s for s in cfg.services if s.name == name), None) if cfg else None
-    return service is not None and service_healthy(service, store.get(ENDPOINT_HEALTH) or {})
+    return service is not None and any(endpoints_up(service, store.get(ENDPOINT_HEALTH) or {}))
 
 
 def observe(

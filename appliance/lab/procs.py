@@ -121,6 +121,7 @@ def start_process(
             env=lab_env(
                 {
                     "TRIOLB_RUN_DIR": str(log_path.parent / "run"),
+                    "TRIOLB_STATE_DIR": str(log_path.parent / "state"),
                     "TRIOLB_BPF_ROOT": str(bpf_root(ns)),
                     **(env or {}),
                 }

@@ -40,13 +40,14 @@ from appliance.dataplane_access import (
 from appliance.health.state import Health
 from appliance.health.status import HEALTH_STATUS
 from appliance.health.status import EndpointStatus as ProbeStatus
+from appliance.intent import compute_intent
 from appliance.keys import RUNNING_CONFIG
 from appliance.state import StateStore
 from bpf.conntrack import Conntrack, CtTuple
 from bpf.layout import MAX_ENDPOINTS, CtEntry, CtState, Stats, be16, be32
 from bpf.loader import Dataplane
 from bpf.maps import BpfMap
-from bpf.model import services_from_config
+from bpf.model import services_from_intent
 from bpf.programmer import Programmer
 from tests.dataplane.support_loader import bpffs, loaded, node, stub_source
 from web.app import create_app
@@ -169,7 +170,7 @@ def rig(loaded: Dataplane) -> Iterator[Rig]:
     cfg = parse_config(CONFIG)
     store.publish(RUNNING_CONFIG, cfg)
     programmer = Programmer(loaded.maps, 1)
-    web, dns = services_from_config(cfg)
+    web, dns = services_from_intent(compute_intent(cfg, {}))
     # the second endpoint of web drains (as when its health went down)
     draining = attrs.evolve(web.endpoints[1], active=False)
     report = programmer.reconcile([attrs.evolve(web, endpoints=(web.endpoints[0], draining)), dns])

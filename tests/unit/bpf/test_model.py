@@ -1,4 +1,4 @@
-"""services_from_config: the dataplane intent of a configuration (pure)."""
+"""services_from_intent: the dataplane part of the node's intent (pure)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from appliance.config.model import (
     Service,
 )
 from appliance.config.model import Selection as ConfigSelection
+from appliance.config.values import IPAddress
+from appliance.intent import EndpointHealth, compute_intent
 from bpf.layout import Mode, Selection
-from bpf.model import DpEndpoint, IpProto, services_from_config, skipped_services
+from bpf.model import DpEndpoint, DpService, IpProto, services_from_intent, skipped_services
 
 IP = ipaddress.ip_address
 EPS = (Endpoint(IP("192.168.80.101"), 8080, weight=2), Endpoint(IP("192.168.80.102"), 8080))
@@ -22,6 +24,14 @@ EPS = (Endpoint(IP("192.168.80.101"), 8080, weight=2), Endpoint(IP("192.168.80.1
 
 def _cfg(*services: Service) -> Config:
     return Config(node=Node("n1", 1), services=services)
+
+
+def services_from_config(
+    cfg: Config,
+    health: EndpointHealth | None = None,
+    pools: dict[str, IPAddress] | None = None,
+) -> tuple[DpService, ...]:
+    return services_from_intent(compute_intent(cfg, {}, health, pools))
 
 
 def test_a_vip_service_maps_with_every_endpoint_active() -> None:
@@ -52,13 +62,19 @@ def test_fullnat_sources_from_the_service_source_else_the_vip() -> None:
     assert c.snat_addr is None and c.mode is Mode.ONEARM
 
 
-def test_pool_and_ipv6_services_are_left_out_and_ipv6_named() -> None:
+def test_unallocated_pool_and_ipv6_services_are_left_out_and_ipv6_named() -> None:
     pooled = Service("pool", 80, EPS, pool="p1")
     v6 = Service("v6", 80, (Endpoint(IP("2001:db8::1"), 80),), vip=IP("2001:db8::10"))
     ok = Service("ok", 80, EPS, vip=IP("198.51.100.10"))
     cfg = _cfg(pooled, v6, ok)
     assert [s.name for s in services_from_config(cfg)] == ["ok"]
-    assert skipped_services(cfg) == ("v6",)
+    assert skipped_services(compute_intent(cfg, {})) == ("v6",)
+
+
+def test_a_pool_service_is_programmed_on_its_allocated_address() -> None:
+    cfg = _cfg(Service("pool", 80, EPS, pool="p1"))
+    (svc,) = services_from_config(cfg, pools={"pool": IP("198.51.100.7")})
+    assert svc.key == (IP("198.51.100.7"), 80, IpProto.TCP)
 
 
 def test_a_repeated_service_key_keeps_the_first() -> None:
