@@ -11,7 +11,10 @@ One `VrrpInstance` per configured group, one raw socket per interface (`transpor
 * a VIP reconciler per group: owns the VIPs exactly while the group is MASTER (adds them and
   announces the on-link ones by gratuitous ARP on becoming MASTER, removes them on leaving it
   and on stop). VIPs on-link on the group's interface go there, the others on ``lo``
-  (`placement`);
+  (`placement`). A group's VIPs are those the intent gives it (`NodeIntent.group_vips`: its
+  ``vips`` and the addresses allocated from its ``pools``); when they change (a service with
+  a pool address added or removed) the new ones are taken and announced and the dropped ones
+  released, without a role change;
 * a notifier task per group with a ``notify`` command (`commands.Notifier`);
 * the join gate: with conntrack sync configured the instances start with the gate closed and
   open it when sync publishes `SYNC_RESYNCED` (or after ``ha.join_timeout_ms``);
@@ -38,7 +41,7 @@ import trio
 from appliance.config.model import Config, Ha, HaGroup, TrackType
 from appliance.config.values import IPAddress
 from appliance.ha.status import GroupStatus, group_status_key
-from appliance.intent import HaRole, role_key
+from appliance.intent import INTENT, HaRole, role_key
 from appliance.keys import RELOADS, RUNNING_CONFIG, SYNC_RESYNCED
 from appliance.state import StateStore
 from appliance.structlog import get_logger
@@ -89,6 +92,7 @@ class _Group:
         self.placed: dict[str, tuple[IPAddress, ...]] = {config.interface: self.vips}
         self.notifier = Notifier(config.notify, config.id) if config.notify else None
         self.announcer = garp.Announcer(config.interface)
+        self.retired: dict[str, set[IPAddress]] = {}  # dropped from the group, to remove
         self.owns_vips = False  # desired: the group is MASTER
         self.mastered = 0  # times it became MASTER: each one is announced by gratuitous ARP
         self.claimed = 0  # the `mastered` count whose VIPs `_claim` added and announced
@@ -111,6 +115,17 @@ class _Group:
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+
+def _merged(
+    placed: Mapping[str, tuple[IPAddress, ...]], retired: Mapping[str, set[IPAddress]]
+) -> dict[str, tuple[IPAddress, ...]]:
+    """Every address a group may hold: its placement and what it retired but did not remove."""
+    out = {ifname: tuple(addresses) for ifname, addresses in placed.items()}
+    for ifname, addresses in retired.items():
+        extra = tuple(a for a in sorted(addresses, key=str) if a not in out.get(ifname, ()))
+        out[ifname] = (*out.get(ifname, ()), *extra)
+    return out
 
 
 def group_family(group: HaGroup) -> int:
@@ -219,6 +234,7 @@ class HaService:
                 if self._join_gate:
                     nursery.start_soon(self._join_loop)
                 nursery.start_soon(self._config_loop)
+                nursery.start_soon(self._intent_loop)
                 log.info(
                     "ha_started",
                     groups=[g.id for g in self._groups.values()],
@@ -243,10 +259,8 @@ class HaService:
             if group.auth_key_file is not None:
                 auth = await trio.to_thread.run_sync(read_auth_keys, group.auth_key_file)
             g = _Group(group, self._locals[group.id], auth, join_timeout_s=join_timeout_s)
-            networks = await trio.to_thread.run_sync(
-                placement.interface_networks, group.interface, group.vips
-            )
-            g.placed = placement.place_vips(group.vips, group.interface, networks)
+            g.vips = self._intended_vips(group)
+            g.placed = await self._place(group.interface, g.vips)
             self._groups[group.id] = g
             self._store.publish(role_key(group.id), HaRole.INIT)
         sockets: dict[tuple[str, int], VrrpSocket] = {}
@@ -271,6 +285,20 @@ class HaService:
             in_sync.update(sync.groups)
         self._lone = [g for gid, g in self._groups.items() if gid not in in_sync]
 
+    def _intended_vips(self, group: HaGroup) -> tuple[IPAddress, ...]:
+        """The group's VIPs in the intent (pool addresses included); its configured ones until
+        the intent has it."""
+        intent = self._store.get(INTENT)
+        found = intent.vips_of_group(group.id) if intent is not None else None
+        return found if found else group.vips
+
+    @staticmethod
+    async def _place(
+        ifname: str, addresses: tuple[IPAddress, ...]
+    ) -> dict[str, tuple[IPAddress, ...]]:
+        networks = await trio.to_thread.run_sync(placement.interface_networks, ifname, addresses)
+        return placement.place_vips(addresses, ifname, networks)
+
     async def _stop(self) -> None:
         now = trio.current_time()
         for group in self._groups.values():
@@ -278,7 +306,7 @@ class HaService:
         self.pump()  # the priority-0 resignations leave here, synchronously
         for group in self._groups.values():
             group.owns_vips = False
-            for ifname, addresses in group.placed.items():
+            for ifname, addresses in _merged(group.placed, group.retired).items():
                 try:
                     await trio.to_thread.run_sync(self._addresses.remove, ifname, addresses)
                 except Exception as exc:
@@ -348,7 +376,7 @@ class HaService:
                 priority=instance.priority,
                 configured_priority=group.config.priority,
                 master_address=instance.master_address,
-                vips=group.config.vips,
+                vips=group.vips,
                 transitions=group.transitions,
                 last_reason=group.last_reason,
                 rejected=dict(group.rejected),
@@ -502,6 +530,36 @@ class HaService:
         if cfg.ha != self.ha:
             log.warning("ha_config_changed", detail="HA changes other than keys apply on restart")
 
+    async def _intent_loop(self) -> None:
+        """Follow the groups' VIPs in the intent (pool addresses come and go with services)."""
+        async for _ in self._store.watch(INTENT.name):
+            for group in self._groups.values():
+                wanted = self._intended_vips(group.config)
+                if wanted != group.vips:
+                    await self._change_vips(group, wanted)
+
+    async def _change_vips(self, group: _Group, wanted: tuple[IPAddress, ...]) -> None:
+        placed = await self._place(group.config.interface, wanted)
+        for ifname, addresses in placed.items():
+            await trio.to_thread.run_sync(self._addresses.prepare, ifname, addresses)
+        if placed.get(group.config.interface):
+            group.announcer.prepare(placed[group.config.interface])
+        kept = {a for addresses in placed.values() for a in addresses}
+        for pending in group.retired.values():  # taken back before it was removed
+            pending -= kept
+        for ifname, addresses in group.placed.items():
+            dropped = {a for a in addresses if a not in kept}
+            if dropped:
+                group.retired.setdefault(ifname, set()).update(dropped)
+        log.info(
+            "ha_vips_changed",
+            group=group.id,
+            vips=[str(v) for v in wanted],
+            retired=sorted(str(a) for addresses in group.retired.values() for a in addresses),
+        )
+        group.vips, group.placed = wanted, placed
+        group.vips_changed.set()
+
     def _claim(self, group: _Group) -> None:
         """On becoming MASTER, inside the pump: add the VIPs and send the first announcement
         at once, before any other task runs (the failover gap is this path). The VIP loop
@@ -533,21 +591,31 @@ class HaService:
         return added
 
     async def _vip_loop(self, group: _Group) -> None:
-        """Make the group's VIPs follow ``group.owns_vips``; announce the on-link ones when
-        taken (`_claim` did the first round). Starts from "unknown", so a first pass as
-        non-MASTER removes VIPs left by a crash."""
+        """Make the group's VIPs follow ``group.owns_vips`` and its current VIP set; announce
+        the on-link ones when taken (`_claim` did the first round). Starts from "unknown", so a
+        first pass as non-MASTER removes VIPs left by a crash."""
         applied: bool | None = None
+        applied_placed = group.placed
         announced = 0
         while True:
-            want = group.owns_vips
-            if want == applied and (not want or announced == group.mastered):
+            if group.retired:
+                try:
+                    await self._remove_retired(group)
+                except Exception as exc:
+                    log.warning("ha_vips_failed", group=group.id, owns=False, error=str(exc))
+                    await trio.sleep(RETRY_S)
+                continue  # look again: things may have changed meanwhile
+            want, placed = group.owns_vips, group.placed
+            settled = want == applied and placed is applied_placed
+            if settled and (not want or announced == group.mastered):
                 group.vips_changed = trio.Event()
                 await group.vips_changed.wait()
                 continue
             try:
                 if want:
                     mastered = group.mastered
-                    await self._take_vips(group, claimed=group.claimed == mastered)
+                    claimed = group.claimed == mastered and placed is applied_placed
+                    await self._take_vips(group, claimed=claimed)
                     announced = mastered
                 else:
                     await self._release_vips(group)
@@ -555,7 +623,27 @@ class HaService:
                 log.warning("ha_vips_failed", group=group.id, owns=want, error=str(exc))
                 await trio.sleep(RETRY_S)
                 continue
-            applied = want
+            applied, applied_placed = want, placed
+
+    async def _remove_retired(self, group: _Group) -> None:
+        """Remove the addresses dropped from the group (put back for a retry on failure)."""
+        retired, group.retired = group.retired, {}
+        try:
+            for ifname, addresses in retired.items():
+                removed = await trio.to_thread.run_sync(
+                    self._addresses.remove, ifname, sorted(addresses, key=str)
+                )
+                if removed:
+                    log.info(
+                        "ha_vips_removed",
+                        group=group.id,
+                        dev=ifname,
+                        vips=[str(v) for v in removed],
+                    )
+        except BaseException:
+            for ifname, addresses in retired.items():
+                group.retired.setdefault(ifname, set()).update(addresses)
+            raise
 
     async def _take_vips(self, group: _Group, *, claimed: bool) -> None:
         if not claimed:
