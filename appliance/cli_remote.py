@@ -220,6 +220,7 @@ def services_text(body: dict[str, Any]) -> str:
         f"attached: {attached or 'nowhere'}" + "".join(f"; {n}" for n in notes)
     ]
     lines += [f"skipped (IPv4-only dataplane): {name}" for name in body["skipped"]]
+    lines += [f"pool conflict: {conflict}" for conflict in body.get("pool_conflicts", ())]
     lines += [f"error: {error}" for error in body["errors"]]
     services = body["services"]
     if not services:
@@ -230,6 +231,7 @@ def services_text(body: dict[str, Any]) -> str:
             f"{s['vip']}:{s['port']}/{s['protocol']}",
             s["mode"] or "",
             s["selection"] or "",
+            _route_text(s),
             s["id"],
             sum(e["open_connections"] for e in s["endpoints"]),
             s["connections"],
@@ -244,6 +246,7 @@ def services_text(body: dict[str, Any]) -> str:
         "vip",
         "mode",
         "selection",
+        "route",
         "id",
         "open",
         "conns",
@@ -256,6 +259,15 @@ def services_text(body: dict[str, Any]) -> str:
         lines += ["", f"{s['name']} {s['vip']}:{s['port']}/{s['protocol']} (slot {s['slot']})"]
         lines.append(_endpoint_text(s["endpoints"]) if s["endpoints"] else "  no endpoints")
     return "\n".join(lines)
+
+
+def _route_text(service: dict[str, Any]) -> str:
+    """``advertised``, or ``withdrawn (reason)``; empty when the node does not know."""
+    route = service.get("route")
+    if route is None:
+        return ""
+    reason = service.get("withdrawn_reason")
+    return f"{route} ({reason})" if reason else str(route)
 
 
 def show_services(args: argparse.Namespace) -> int:

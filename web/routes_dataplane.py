@@ -1,8 +1,10 @@
 """/api/v1/services and /api/v1/conntrack: the dataplane's services and its connections.
 
-``services`` joins three state values, none of which touches a map: the dataplane status
+``services`` joins four state values, none of which touches a map: the dataplane status
 (ids, slots, endpoints, counters; refreshed by the dataplane service every few seconds), the
-running configuration (mode, selection) and the probe status (health, latency, last error).
+running configuration (mode, selection), the probe status (health, latency, last error) and
+the intent (each service advertised or withdrawn and why, the role governing its VIP, pool
+conflicts).
 
 ``conntrack`` reads the connection table through the reader the dataplane service publishes
 (`appliance.dataplane_access`): blocking map calls, made in a worker thread, at most
@@ -27,7 +29,7 @@ from appliance.dataplane import DATAPLANE_STATUS, DataplaneStatus
 from appliance.dataplane_access import DATAPLANE_CONNTRACK, ConntrackReader, DataplaneStopped
 from appliance.health.status import HEALTH_STATUS
 from appliance.health.status import EndpointStatus as ProbeStatus
-from appliance.intent import EndpointHealth
+from appliance.intent import INTENT, EndpointHealth, NodeIntent, ServiceIntent
 from appliance.keys import RUNNING_CONFIG
 from appliance.state import StateStore
 from bpf.conntrack import CtFilter, CtRecord
@@ -105,11 +107,22 @@ def _endpoint_json(
     }
 
 
+def _route_json(intended: ServiceIntent | None) -> dict[str, Any]:
+    if intended is None:
+        return {"route": None, "withdrawn_reason": None, "role": None}
+    return {
+        "route": "advertised" if intended.advertised else "withdrawn",
+        "withdrawn_reason": intended.withdrawn_reason,
+        "role": intended.role.value,
+    }
+
+
 def _service_json(
     service: ServiceStatus,
     cfg: Config | None,
     probes: Mapping[tuple[str, str, int], ProbeStatus],
     health: EndpointHealth,
+    intended: ServiceIntent | None,
 ) -> dict[str, Any]:
     configured = next((s for s in cfg.services if s.name == service.name), None) if cfg else None
     return {
@@ -125,6 +138,7 @@ def _service_json(
         "bytes": service.bytes,
         "connections": service.conns,
         "drops": service.drops,
+        **_route_json(intended),
         "endpoints": [_endpoint_json(service.name, e, probes, health) for e in service.endpoints],
     }
 
@@ -134,9 +148,12 @@ def services_json(
     cfg: Config | None,
     probes: tuple[ProbeStatus, ...] = (),
     health: EndpointHealth | None = None,
+    intent: NodeIntent | None = None,
 ) -> dict[str, Any]:
-    """The ``/api/v1/services`` document (pure)."""
+    """The ``/api/v1/services`` document (pure). ``unallocated``: services whose pool gave
+    them no address (so they are neither programmed nor advertised)."""
     by_key = {(p.service, str(p.address), p.port): p for p in probes}
+    intended = {s.name: s for s in intent.services} if intent is not None else {}
     return {
         "node": status.node,
         "adopted": status.adopted,
@@ -147,7 +164,12 @@ def services_json(
         "events_dropped": status.events_dropped,
         "skipped": list(status.skipped),
         "errors": list(status.errors),
-        "services": [_service_json(s, cfg, by_key, health or {}) for s in status.services],
+        "services": [
+            _service_json(s, cfg, by_key, health or {}, intended.get(s.name))
+            for s in status.services
+        ],
+        "unallocated": [s.name for s in intended.values() if s.vip is None],
+        "pool_conflicts": list(intent.pool_conflicts) if intent is not None else [],
     }
 
 
@@ -299,6 +321,7 @@ def dataplane_routes(store: StateStore) -> list[Route]:
             store.get(RUNNING_CONFIG),
             store.get(HEALTH_STATUS) or (),
             store.get(ENDPOINT_HEALTH),
+            store.get(INTENT),
         )
         return JSONResponse(doc)
 

@@ -18,6 +18,7 @@ from appliance.config.model import ProbeType
 from appliance.dataplane import DataplaneStatus
 from appliance.health.state import Health
 from appliance.health.status import EndpointStatus as ProbeStatus
+from appliance.intent import compute_intent
 from bpf.conntrack import CtFilter, CtRecord, CtTuple
 from bpf.layout import CT_DSR, CT_REMOTE, CtState
 from bpf.programmer import EndpointStatus, ServiceStatus
@@ -136,6 +137,36 @@ def test_services_json_health_from_the_controller_and_no_config() -> None:
     assert (doc["skipped"], doc["errors"]) == (["v6"], ["boom"])
 
 
+def test_services_json_says_whether_each_service_is_advertised_and_why_not() -> None:
+    cfg = parse_config(
+        "node: {name: n1, id: 1}\n"
+        "vip_pools: [{name: p, cidr: 198.51.100.0/24}]\n"
+        "services:\n"
+        "  - {name: web, vip: 198.51.100.10, port: 80, endpoints: [{address: 192.168.80.101}]}\n"
+        "  - {name: new, pool: p, port: 81, endpoints: [{address: 192.168.80.101}]}\n"
+        "bgp: {asn: 65100, router_id: 192.168.80.252}\n"
+    )
+    down = {("web", ipaddress.ip_address("192.168.80.101"), 80): False}
+    intent = compute_intent(cfg, {}, down, {}, ("service new: pool p is full",))
+    doc = services_json(_status(WEB), cfg, (), down, intent)
+    (web,) = doc["services"]
+    assert (web["route"], web["withdrawn_reason"], web["role"]) == (
+        "withdrawn",
+        "no healthy endpoint",
+        "active",
+    )
+    assert doc["unallocated"] == ["new"]
+    assert doc["pool_conflicts"] == ["service new: pool p is full"]
+    text = services_text(doc)
+    assert "pool conflict: service new: pool p is full" in text
+    assert "withdrawn (no healthy endpoint)" in text
+    up = services_json(_status(WEB), cfg, (), {}, compute_intent(cfg, {}))
+    assert (up["services"][0]["route"], up["services"][0]["withdrawn_reason"]) == (
+        "advertised",
+        None,
+    )
+
+
 def test_parse_conntrack_query_defaults_and_values() -> None:
     query = parse_conntrack_query({}, {})
     assert (query.count, query.limit, query.offset, query.filter) == (
@@ -243,15 +274,18 @@ def test_conntrack_params_only_what_was_given() -> None:
 
 
 def test_services_text() -> None:
-    body = services_json(_status(WEB, adopted=True, skipped=("v6",)), CONFIG)
+    intent = compute_intent(CONFIG, {})
+    body = services_json(_status(WEB, adopted=True, skipped=("v6",)), CONFIG, intent=intent)
     lines = services_text(body).splitlines()
     assert lines[0] == "node n1: 4 connections; attached: eth0 (ingress); adopted pinned maps"
     assert lines[1] == "skipped (IPv4-only dataplane): v6"
     assert lines[3].split() == [
-        "service", "vip", "mode", "selection", "id", "open", "conns", "packets", "bytes", "drops"
+        "service", "vip", "mode", "selection", "route", "id", "open", "conns", "packets", "bytes",
+        "drops",
     ]  # fmt: skip
     assert lines[4].split() == [
-        "web", "198.51.100.10:80/tcp", "dsr", "maglev", "0", "3", "5", "9", "900", "1"
+        "web", "198.51.100.10:80/tcp", "dsr", "maglev", "withdrawn", "(bgp", "not", "configured)",
+        "0", "3", "5", "9", "900", "1",
     ]  # fmt: skip
     assert lines[6] == "web 198.51.100.10:80/tcp (slot 1)"
     assert lines[7].startswith("  endpoint ")
