@@ -156,6 +156,21 @@ def test_ha_unicast_peers_match_the_vip_family() -> None:
     assert issues(body) == ["ha.groups[0].unicast_peers[0] (line 7): IPv6 peer for IPv4 vips"]
 
 
+def test_ha_group_pools_exist_match_the_family_and_belong_to_one_group() -> None:
+    body = (
+        "ha:\n  groups:\n"
+        + group(", pools: [lab, lab6, nope]")
+        + group(", pools: [lab]", gid=2, vips="[198.51.100.11]")
+    )
+    assert issues(body) == [
+        "ha.groups[0].pools[1] (line 7): IPv6 pool lab6 in a group of IPv4 vips",
+        "ha.groups[0].pools[2] (line 7): unknown pool 'nope' (vip_pools: lab, lab6)",
+        "ha.groups[1].pools[0] (line 8): pool lab is already in a group (ha.groups[0])",
+    ]
+    ok = parse("ha:\n  groups:\n" + group(", pools: [lab]"))
+    assert ok.ha is not None and ok.ha.groups[0].pools == ("lab",)
+
+
 def test_ha_vip_belongs_to_one_group() -> None:
     body = "ha:\n  groups:\n" + group() + group(gid=2)
     assert issues(body) == [
