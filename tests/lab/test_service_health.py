@@ -140,14 +140,6 @@ def test_route_follows_endpoint_health(
 # --- the dataplane follows health --------------------------------------------------------------
 
 
-def return_routes(handle: LabHandle) -> None:
-    """DEFAULT mode rewrites only the destination: the endpoints send their replies to the client
-    subnet back through node1 (the half of `dp.route_default_mode` that BGP does not do: the
-    router reaches the VIP by the route node1 advertises, not by a static one)."""
-    for ep in dp.ENDPOINTS:
-        dp.sh(handle, ep, "ip", "route", "replace", dp.CLIENT_NET, "via", dp.NODE1)
-
-
 def router_has_kernel_route(handle: LabHandle) -> bool:
     """BIRD exported the VIP route into the router's kernel (it forwards by that table)."""
     return dp.NODE1 in dp.sh(handle, "router", "ip", "route", "show", PREFIX)
@@ -156,8 +148,9 @@ def router_has_kernel_route(handle: LabHandle) -> bool:
 def test_dataplane_follows_endpoint_health(
     lab_factory: Callable[..., LabHandle], tmp_path: Path
 ) -> None:
+    # the example's one-arm mode sources each flow from node1's address: the endpoints answer
+    # node1 directly, with no return route to the client subnet
     handle = start_node1(lab_factory, tmp_path)
-    return_routes(handle)
     wait_for(lambda: router_has_kernel_route(handle), "the VIP route in the router's kernel")
 
     last: list[list[dict[str, Any]]] = [[]]
