@@ -154,7 +154,9 @@ class DataplaneService:
             self.conntrack = Conntrack(dataplane.maps, dataplane)
             publish_conntrack(self._store, self.conntrack, self._lock)
             cfg = self._store.require(RUNNING_CONFIG)
-            intent = self._store.require(INTENT)
+            # the intent controller starts first; wait for it rather than depend on the order
+            intent = await self._store.wait_for(INTENT, lambda value: value is not None)
+            assert intent is not None
             await self._apply_intent(intent)
             await self._sync_links(cfg)
             await self._publish_status()

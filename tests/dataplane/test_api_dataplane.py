@@ -40,7 +40,7 @@ from appliance.dataplane_access import (
 from appliance.health.state import Health
 from appliance.health.status import HEALTH_STATUS
 from appliance.health.status import EndpointStatus as ProbeStatus
-from appliance.intent import compute_intent
+from appliance.intent import INTENT, compute_intent
 from appliance.keys import RUNNING_CONFIG
 from appliance.state import StateStore
 from bpf.conntrack import Conntrack, CtTuple
@@ -191,6 +191,7 @@ def rig(loaded: Dataplane) -> Iterator[Rig]:
     _publish_status(rig, programmer)
     store.publish(HEALTH_STATUS, _probes())
     store.publish(ENDPOINT_HEALTH, {("dns", ipaddress.ip_address("192.168.80.103"), 53): True})
+    store.publish(INTENT, compute_intent(cfg, {}))
     publish_conntrack(store, rig.conntrack, threading.Lock())
     yield rig
 
@@ -234,7 +235,11 @@ async def test_services_lists_every_field(rig: Rig, client: httpx.AsyncClient) -
         "bytes": 1500,
         "connections": 2,
         "drops": 0,
+        "route": "withdrawn",
+        "withdrawn_reason": "bgp not configured",
+        "role": "active",
     }
+    assert (body["unallocated"], body["pool_conflicts"]) == ([], [])
     assert web["slot"] in (0, 1)
     ep1, ep2 = web["endpoints"]
     assert ep1 == {
@@ -402,12 +407,15 @@ async def test_cli_against_the_served_app(rig: Rig) -> None:
         assert lines[0].startswith("node n1: 3 connections; attached: eth0 (ingress), eth1")
         header = next(line for line in lines if line.startswith("service"))
         assert header.split() == [
-            "service", "vip", "mode", "selection", "id", "open", "conns", "packets", "bytes",
-            "drops",
+            "service", "vip", "mode", "selection", "route", "id", "open", "conns", "packets",
+            "bytes", "drops",
         ]  # fmt: skip
         row = next(line for line in lines if line.startswith("web "))
-        assert row.split()[:4] == ["web", "198.51.100.10:80/tcp", "fullnat", "leastconn"]
-        assert row.split()[5:9] == ["2", "2", "15", "1500"]
+        assert row.split()[:8] == [
+            "web", "198.51.100.10:80/tcp", "fullnat", "leastconn", "withdrawn", "(bgp", "not",
+            "configured)",
+        ]  # fmt: skip
+        assert row.split()[9:13] == ["2", "2", "15", "1500"]
         ep2 = next(line for line in lines if "192.168.80.102:8080" in line)
         assert ep2.split() == [
             "192.168.80.102:8080", "1", "draining", "down", "1.5", "ms", "1", "0", "0", "0",

@@ -12,6 +12,7 @@ import trio
 
 from appliance.config.model import Config, Endpoint, Interfaces, Node, Service
 from appliance.dataplane import DATAPLANE_STATUS, DataplaneService, DataplaneStatus
+from appliance.controller import IntentController
 from appliance.keys import RUNNING_CONFIG
 from appliance.state import StateStore
 from bpf.loader import attached_programs
@@ -60,6 +61,7 @@ async def test_service_attaches_reconciles_and_follows_changes(
         status_interval_s=0.1,
     )
     async with trio.open_nursery() as nursery:
+        await nursery.start(IntentController(store).run)  # as in the daemon: intent first
         await nursery.start(service.run)
         status = await _status_where(store, lambda s: s.services)
         assert status.attached == (("va", ("ingress",)),)
