@@ -11,8 +11,8 @@ import pytest
 import trio
 
 from appliance.config.model import Config, Endpoint, Interfaces, Node, Service
-from appliance.dataplane import DATAPLANE_STATUS, DataplaneService, DataplaneStatus
 from appliance.controller import IntentController
+from appliance.dataplane import DATAPLANE_STATUS, DataplaneService, DataplaneStatus
 from appliance.keys import RUNNING_CONFIG
 from appliance.state import StateStore
 from bpf.loader import attached_programs
