@@ -163,6 +163,57 @@ def show_ha(args: argparse.Namespace) -> int:
     return print_body(args, body, ha_text)
 
 
+def sync_text(body: Any) -> str:
+    """``show sync``: the node line, then a row per peer."""
+    skipped = " ".join(f"{k}={v}" for k, v in sorted(body["skipped"].items()))
+    lines = [
+        f"node {body['node_id']} on {body['listen']}: "
+        f"{'resynced' if body['resynced'] else 'joining (resync pending)'}; "
+        f"captured {body['captured']}, applied {body['applied']}, deleted {body['deleted']}, "
+        f"kept local {body['kept_local']}"
+        + (f"; skipped {skipped}" if skipped else "")
+        + (f"; event losses {body['event_losses']}" if body["event_losses"] else "")
+    ]
+    rows = [
+        (
+            f"{p['peer'][0]}:{p['peer'][1]}",
+            p["node_id"] if p["node_id"] is not None else "",
+            p["state"],
+            f"{p['lag_s'] * 1000:.1f} ms",
+            p["queue"],
+            p["in_flight"],
+            f"{p['ops_sent']}/{p['ops_received']}",
+            p["retransmits"],
+            f"{p['resyncs_sent']}/{p['resyncs_received']}",
+            p["overflows"],
+            "" if p["last_heard_s"] is None else f"{p['last_heard_s']:.1f} s",
+            " ".join(f"{k}={v}" for k, v in sorted(p["rejected"].items())),
+        )
+        for p in body["peers"]
+    ]
+    headers = (
+        "peer",
+        "node",
+        "state",
+        "lag",
+        "queue",
+        "in flight",
+        "entries out/in",
+        "retransmits",
+        "resyncs out/in",
+        "overflows",
+        "heard",
+        "rejected",
+    )
+    if not rows:
+        return "\n".join([*lines, "no peers configured"])
+    return "\n".join([*lines, "", format_table(headers, rows)])
+
+
+def show_sync(args: argparse.Namespace) -> int:
+    return print_body(args, api_get(args.node, "/api/v1/sync"), sync_text)
+
+
 def _latency(ms: float | None) -> str:
     return "-" if ms is None else f"{ms:.1f} ms"
 
@@ -372,6 +423,8 @@ def add_show_parser(sub: Any) -> None:
     conntrack.add_argument("--limit", type=int, help="at most N (API default 100, max 1000)")
     conntrack.add_argument("--offset", type=int, help="skip the first N (oldest first)")
     conntrack.set_defaults(func=_guard(show_conntrack))
+    sync = what.add_parser("sync", help="conntrack sync: peers, state, lag, queue, counters")
+    sync.set_defaults(func=_guard(show_sync))
 
 
 def _guard(fn: Any) -> Any:

@@ -29,6 +29,7 @@ from .looplag import LoopLagMonitor
 from .state import StateKey, StateStore
 from .structlog import get_logger
 from .supervisor import RestartPolicy, ServiceEscalation, ServiceSpec, Supervisor
+from .sync.service import SyncService
 
 log = get_logger("daemon")
 
@@ -121,6 +122,9 @@ class Daemon:
                         self.store, cfg.node.name, cfg.node.id, cfg.interfaces
                     )
                     await supervisor.start(ServiceSpec("dataplane", dataplane.run))
+                    if cfg.sync is not None:  # replicates the dataplane's connections
+                        sync = SyncService(cfg.sync, cfg.node.id, self.store)
+                        await supervisor.start(ServiceSpec("sync", sync.run))
                     # probes send traffic to the endpoints: only from the node's own namespace
                     await supervisor.start(ServiceSpec("health", HealthService(self.store).run))
                 # HA owns addresses and sends ARP: never where the namespace must stay untouched
@@ -132,8 +136,6 @@ class Daemon:
                     auth = TokenAuth.from_file(cfg.web.token_file)
                     web = WebService(self.store, cfg.web.listen, auth)
                     await supervisor.start(ServiceSpec("web", web.run))
-                # conntrack sync and the dataplane programmer join here, each
-                # with supervisor.start(), as they are built.
                 log.info("daemon_ready", services=supervisor.names)
                 task_status.started()
         log.info("daemon_stopped", exit_code=self.exit_code)

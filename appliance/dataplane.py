@@ -29,6 +29,7 @@ import attrs
 import trio
 
 from bpf.conntrack import ConnEvent, Conntrack
+from bpf.identity import Identity
 from bpf.layout import LAYOUT_VERSION, SETTINGS_EVENTS, Settings
 from bpf.loader import PIN_ROOT, Dataplane, LoadResult, interface_addresses, link_indexes
 from bpf.model import services_from_intent, skipped_services
@@ -38,7 +39,13 @@ from bpf.source import LB_SOURCE
 from . import boot
 from .config import Config
 from .config.model import Interfaces
-from .dataplane_access import publish_conntrack, withdraw_conntrack
+from .dataplane_access import (
+    LockedReplica,
+    publish_conntrack,
+    publish_replica,
+    withdraw_conntrack,
+    withdraw_replica,
+)
 from .intent import INTENT, NodeIntent
 from .keys import RUNNING_CONFIG
 from .state import StateKey, StateStore
@@ -120,6 +127,7 @@ class DataplaneService:
         self.dataplane: Dataplane | None = None
         self.conntrack: Conntrack | None = None
         self.programmer: Programmer | None = None
+        self._identity = Identity()
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -152,7 +160,12 @@ class DataplaneService:
             self.dataplane = dataplane
             self.programmer = await self._locked(Programmer, dataplane.maps, self._node_id)
             self.conntrack = Conntrack(dataplane.maps, dataplane)
+            self._identity = self.programmer.identity()  # adopted from the pinned maps
             publish_conntrack(self._store, self.conntrack, self._lock)
+            publish_replica(
+                self._store,
+                LockedReplica(self.conntrack, self._lock, lambda: self._identity, self.subscribe),
+            )
             cfg = self._store.require(RUNNING_CONFIG)
             # the intent controller starts first; wait for it rather than depend on the order
             intent = await self._store.wait_for(INTENT, lambda value: value is not None)
@@ -170,6 +183,7 @@ class DataplaneService:
                 task_status.started()
         finally:
             with trio.CancelScope(shield=True):
+                await withdraw_replica(self._store)
                 await withdraw_conntrack(self._store)
                 await trio.to_thread.run_sync(dataplane.close)
             self.dataplane = self.programmer = self.conntrack = None
@@ -215,7 +229,12 @@ class DataplaneService:
         if skipped != self._skipped and skipped:
             log.warning("dataplane_services_skipped", services=list(skipped), reason="ipv6")
         self._skipped = skipped
-        report = await self._locked(self.programmer.reconcile, services_from_intent(intent))
+        programmer = self.programmer
+
+        def reconcile() -> tuple[ReconcileReport, Identity]:
+            return programmer.reconcile(services_from_intent(intent)), programmer.identity()
+
+        report, self._identity = await self._locked(reconcile)
         self._errors = report.errors
         self._last_report = report
 

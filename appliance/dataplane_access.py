@@ -1,4 +1,5 @@
-"""Read access to the live connection table for the API, published as a state value.
+"""Access to the live connection table, published as state values: read access for the API,
+and the replica interface conntrack sync uses.
 
 The state store holds values, not services: the dataplane service publishes a
 `ConntrackReader` under `DATAPLANE_CONNTRACK` once its maps are loaded (`publish_conntrack`)
@@ -8,26 +9,40 @@ and withdraws it before closing them (`withdraw_conntrack`), as the BGP speaker 
 `LockedConntrack` runs each read under the dataplane service's lock, so the API's reads are
 serialised with the service's own map calls, and a reader withdrawn while a read is in flight
 waits for it: the maps are never read after they are closed.
+
+`ConntrackReplica` (published under `DATAPLANE_REPLICA` the same way) is what conntrack sync
+needs: the connection events, the current service/endpoint numbering (`Identity`), the whole
+table for a bulk resync, and writing connections learnt from peers (blocking, locked).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import attrs
 import trio
 
-from bpf.conntrack import CtFilter, CtRecord
+from bpf.conntrack import ConnEvent, Conntrack, CtFilter, CtRecord
+from bpf.identity import Identity
+from bpf.layout import CT_REMOTE, CtEntry, CtKey
 
 from .state import StateKey, StateStore
 
 __all__ = [
     "DATAPLANE_CONNTRACK",
+    "DATAPLANE_REPLICA",
+    "ApplyReport",
     "ConntrackReader",
+    "ConntrackReplica",
     "DataplaneStopped",
     "LockedConntrack",
+    "LockedReplica",
     "publish_conntrack",
+    "publish_replica",
     "withdraw_conntrack",
+    "withdraw_replica",
 ]
 
 
@@ -86,3 +101,112 @@ async def withdraw_conntrack(store: StateStore) -> None:
     store.remove(DATAPLANE_CONNTRACK)
     if isinstance(reader, LockedConntrack):
         await trio.to_thread.run_sync(reader.retire)
+
+
+# -- the replica interface of conntrack sync -------------------------------------------------
+
+
+@attrs.frozen
+class ApplyReport:
+    written: int = 0
+    deleted: int = 0
+    #: upserts not written because this node has the connection as its own (not learnt)
+    kept_local: int = 0
+
+
+class ConntrackReplica(Protocol):
+    def identity(self) -> Identity: ...
+
+    def subscribe(self, max_buffer: int = ...) -> trio.MemoryReceiveChannel[ConnEvent]: ...
+
+    def forward_entries(self) -> list[tuple[CtKey, CtEntry]]: ...
+
+    def apply(self, ops: Sequence[tuple[CtKey, CtEntry | None]]) -> ApplyReport: ...
+
+    def drop_stale(self, keys: Sequence[CtKey]) -> tuple[int, int]: ...
+
+
+DATAPLANE_REPLICA = StateKey[ConntrackReplica]("dataplane/replica")
+
+
+class LockedReplica:
+    """The replica interface over a loaded dataplane; blocking calls hold ``lock``.
+
+    `apply` writes learnt connections (`Conntrack.insert`: flagged remote, with their reply
+    entries) unless this node has the connection as its own — an entry it created is the
+    authority on it — and deletes connections by their forward key."""
+
+    def __init__(
+        self,
+        conntrack: Conntrack,
+        lock: threading.Lock,
+        identity: Callable[[], Identity],
+        subscribe: Callable[[int], trio.MemoryReceiveChannel[ConnEvent]],
+    ) -> None:
+        self._conntrack: Conntrack | None = conntrack
+        self._lock = lock
+        self._identity = identity
+        self._subscribe = subscribe
+
+    def _live(self) -> Conntrack:
+        if self._conntrack is None:
+            raise DataplaneStopped("the dataplane service stopped")
+        return self._conntrack
+
+    def identity(self) -> Identity:
+        return self._identity()
+
+    def subscribe(self, max_buffer: int = 65_536) -> trio.MemoryReceiveChannel[ConnEvent]:
+        return self._subscribe(max_buffer)
+
+    def forward_entries(self) -> list[tuple[CtKey, CtEntry]]:
+        with self._lock:
+            return self._live().forward_entries()
+
+    def apply(self, ops: Sequence[tuple[CtKey, CtEntry | None]]) -> ApplyReport:
+        written = deleted = kept = 0
+        with self._lock:
+            conntrack = self._live()
+            for key, entry in ops:
+                if entry is None:
+                    deleted += conntrack.delete(key)
+                    continue
+                current = conntrack.lookup(key)
+                if current is not None and not current.flags & CT_REMOTE:
+                    kept += 1
+                    continue
+                conntrack.insert(key, entry)
+                written += 1
+        return ApplyReport(written, deleted, kept)
+
+    def drop_stale(self, keys: Sequence[CtKey]) -> tuple[int, int]:
+        """Delete learnt connections a peer no longer has — unless this node has forwarded
+        packets of one since it learnt it (it took the connection over; it is the authority
+        now). Returns (deleted, kept)."""
+        deleted = kept = 0
+        with self._lock:
+            conntrack = self._live()
+            for key in keys:
+                current = conntrack.lookup(key)
+                if current is None or not current.flags & CT_REMOTE:
+                    continue
+                if current.packets:
+                    kept += 1
+                    continue
+                deleted += conntrack.delete(key)
+        return deleted, kept
+
+    def retire(self) -> None:
+        with self._lock:
+            self._conntrack = None
+
+
+def publish_replica(store: StateStore, replica: LockedReplica) -> None:
+    store.publish(DATAPLANE_REPLICA, replica)
+
+
+async def withdraw_replica(store: StateStore) -> None:
+    replica = store.get(DATAPLANE_REPLICA)
+    store.remove(DATAPLANE_REPLICA)
+    if isinstance(replica, LockedReplica):
+        await trio.to_thread.run_sync(replica.retire)

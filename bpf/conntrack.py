@@ -250,6 +250,10 @@ class Conntrack:
     def _forward(self) -> list[tuple[CtKey, CtEntry]]:
         return [(k, v) for k, v in self.maps.conntrack.batch_items() if not v.flags & CT_REPLY]
 
+    def forward_entries(self) -> list[tuple[CtKey, CtEntry]]:
+        """Every connection's forward entry (key, entry), in map order."""
+        return self._forward()
+
     def count(self) -> int:
         """Connections (forward entries)."""
         return len(self._forward())

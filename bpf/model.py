@@ -24,6 +24,7 @@ from .layout import Mode, Selection
 __all__ = [
     "DpEndpoint",
     "DpService",
+    "EndpointKey",
     "IpProto",
     "ServiceKey",
     "services_from_intent",
@@ -40,6 +41,8 @@ class IpProto(enum.IntEnum):
 
 #: A service's identity in the maps: (VIP, port, protocol).
 ServiceKey = tuple[ipaddress.IPv4Address, int, IpProto]
+#: An endpoint's identity in its service: (address, port).
+EndpointKey = tuple[ipaddress.IPv4Address, int]
 
 _MODES: dict[NatMode, Mode] = {
     NatMode.DEFAULT: Mode.DEFAULT,

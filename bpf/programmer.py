@@ -29,6 +29,7 @@ import attrs
 
 from appliance.structlog import get_logger
 
+from .identity import Identity
 from .layout import (
     EP_ACTIVE,
     EP_DRAINING,
@@ -51,7 +52,7 @@ from .layout import (
     from_be32,
 )
 from .maps import Maps, sum_stats
-from .model import DpEndpoint, DpService, IpProto, ServiceKey
+from .model import DpEndpoint, DpService, EndpointKey, IpProto, ServiceKey
 from .selection import Candidate, build_table, maglev_size, maglev_table
 
 __all__ = [
@@ -81,9 +82,6 @@ GRACE_S = 0.05
 #: the flow hash, so a size following the endpoint count (`maglev_size(n)`) would move most
 #: flows of the remaining endpoints whenever one comes or goes.
 MAGLEV_TABLE_SIZE = maglev_size(MAX_ENDPOINTS)
-
-#: An endpoint's identity in its service: (address, port).
-EndpointKey = tuple[ipaddress.IPv4Address, int]
 
 _U32 = ctypes.c_uint32
 T = TypeVar("T")
@@ -311,6 +309,10 @@ class Programmer:
     def indexes(self, svc_id: int) -> dict[EndpointKey, int]:
         """Endpoint indexes of a service (as of the last reconcile or adoption)."""
         return dict(self._indexes.get(svc_id, {}))
+
+    def identity(self) -> Identity:
+        """The current ids and indexes, frozen (for translating connections between nodes)."""
+        return Identity.build(self._ids, self._indexes)
 
     def adopt(self) -> None:
         """Read ids and endpoint indexes from the maps (the pinned state of a restart)."""

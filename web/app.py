@@ -17,6 +17,7 @@ from .jsonable import to_jsonable
 from .routes_bgp import bgp_routes
 from .routes_dataplane import dataplane_routes
 from .routes_ha import ha_routes
+from .routes_sync import sync_routes
 
 
 def json_response(data: Any, status: int = 200) -> JSONResponse:
@@ -50,6 +51,7 @@ def create_app(store: StateStore, auth: TokenAuth | None = None) -> Starlette:
         Route("/api/v1/node", node),
         *bgp_routes(store, auth),
         *ha_routes(store),
+        *sync_routes(store),
         *dataplane_routes(store),
     ]
     return Starlette(routes=routes)

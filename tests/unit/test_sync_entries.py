@@ -1,0 +1,90 @@
+"""Conntrack sync's entry codec: a connection travels by name and is renumbered on arrival."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from appliance.sync.entries import KEY, VALUE, EntryError, decode, encode
+from bpf.conntrack import CtTuple
+from bpf.identity import Identity
+from bpf.layout import CT_DSR, CT_REMOTE, CT_REPORTED, CtEntry, CtState, be16, be32
+from bpf.model import IpProto
+
+IP = ipaddress.IPv4Address
+VIP = IP("198.51.100.10")
+WEB = (VIP, 80, IpProto.TCP)
+EP1, EP2 = (IP("192.168.80.101"), 8080), (IP("192.168.80.102"), 8080)
+SENDER = Identity.build({WEB: 3}, {3: {EP1: 0, EP2: 1}})
+RECEIVER = Identity.build({(VIP, 443, IpProto.TCP): 1, WEB: 7}, {7: {EP2: 4, EP1: 9}})
+NOW = 50_000_000_000
+
+
+def _conn(ep_index: int = 1, flags: int = CT_REPORTED) -> tuple[CtTuple, CtEntry]:
+    key = CtTuple(IP("203.0.113.10"), VIP, 40000, 80, 6)
+    entry = CtEntry(
+        nat_src=be32("192.168.80.240"),
+        nat_dst=be32("192.168.80.102"),
+        nat_sport=be16(20001),
+        nat_dport=be16(8080),
+        svc_id=3,
+        ep_index=ep_index,
+        state=int(CtState.ESTABLISHED),
+        flags=flags,
+        fin_seen=1,
+        created_ns=NOW - 2_500_000_000,
+        last_ns=NOW - 1,
+        packets=9,
+        bytes=900,
+    )
+    entry.ep_mac[:] = b"\x02\x00\x00\x00\x00\x02"
+    return key, entry
+
+
+def test_an_entry_is_renumbered_on_arrival() -> None:
+    key, entry = _conn()
+    wire_key, wire_value = encode(key.to_key(), entry, SENDER, NOW)
+    assert (len(wire_key), len(wire_value)) == (KEY.size, VALUE.size)
+    later = NOW + 7_000_000_000  # the receiver's clock is its own
+    ct_key, got = decode(wire_key, wire_value, RECEIVER, later)
+    assert CtTuple.from_key(ct_key) == key
+    assert (got.svc_id, got.ep_index) == (7, 4)  # the receiver's numbers for web and ep2
+    assert CtTuple.nat_of(ct_key, got) == CtTuple.nat_of(key.to_key(), entry)
+    assert (got.state, got.fin_seen, bytes(got.ep_mac)) == (
+        int(CtState.ESTABLISHED),
+        1,
+        b"\x02\x00\x00\x00\x00\x02",
+    )
+    assert got.flags == CT_REPORTED  # not remote yet (insert adds it), not a reply
+    assert got.created_ns == later - 2_500_000_000 and got.last_ns == later
+    assert (got.packets, got.bytes) == (0, 0)
+
+
+def test_only_the_dsr_flag_travels() -> None:
+    key, entry = _conn(flags=CT_DSR | CT_REMOTE)
+    _, got = decode(*encode(key.to_key(), entry, SENDER, NOW), RECEIVER, NOW)
+    assert got.flags == CT_DSR | CT_REPORTED
+
+
+def test_unknown_names_are_reported() -> None:
+    key, entry = _conn(ep_index=5)
+    with pytest.raises(EntryError) as info:
+        encode(key.to_key(), entry, SENDER, NOW)
+    assert info.value.reason == "unknown-endpoint"
+    key, entry = _conn()
+    wire = encode(key.to_key(), entry, SENDER, NOW)
+    for identity, reason in (
+        (Identity.build({}, {}), "unknown-service"),
+        (Identity.build({WEB: 7}, {7: {EP1: 0}}), "unknown-endpoint"),
+    ):
+        with pytest.raises(EntryError) as info:
+            decode(*wire, identity, NOW)
+        assert info.value.reason == reason
+    with pytest.raises(EntryError) as info:
+        decode(wire[0][:-1], wire[1], RECEIVER, NOW)
+    assert info.value.reason == "malformed"
+    bad_proto = wire[0][:-1] + bytes([99])
+    with pytest.raises(EntryError) as info:
+        decode(bad_proto, wire[1], RECEIVER, NOW)
+    assert info.value.reason == "malformed"
