@@ -17,7 +17,8 @@ One `VrrpInstance` per configured group, one raw socket per interface (`transpor
   released, without a role change;
 * a notifier task per group with a ``notify`` command (`commands.Notifier`);
 * the join gate: with conntrack sync configured the instances start with the gate closed and
-  open it when sync publishes `SYNC_RESYNCED` (or after ``ha.join_timeout_ms``);
+  open it when sync publishes `SYNC_RESYNCED` (or after ``ha.join_timeout_ms``); it closes
+  again while sync is behind a peer that was down, until that peer resynced to this node;
 * a config watcher: after a reload the groups' key files are read again (key rotation); other
   HA changes need a restart of the service.
 
@@ -492,15 +493,26 @@ class HaService:
         self.pump()
 
     async def _join_loop(self) -> None:
-        """Open the join gates once conntrack sync has resynced (the instances open them by
-        themselves at ``join_timeout_ms``)."""
-        await self._store.wait_for(SYNC_RESYNCED, bool)
-        now = trio.current_time()
-        for group in self._groups.values():
-            if not group.instance.join_gate_open:
-                group.instance.set_join_gate(True, now)
-        log.info("ha_join_gate_open", reason="sync-resynced")
-        self.pump()
+        """Follow conntrack sync's `SYNC_RESYNCED`: the join gates open once it has resynced
+        and close again while it is behind a peer that was down (the instances open them by
+        themselves ``join_timeout_ms`` after they closed). The gate only holds preemption back:
+        a node whose peer is gone still takes over when the master is."""
+        gate_open = not self._join_gate
+        async for _ in self._store.watch(SYNC_RESYNCED.name):
+            value = self._store.get(SYNC_RESYNCED)
+            resynced = value is True
+            if resynced == gate_open:
+                continue
+            gate_open = resynced
+            now = trio.current_time()
+            for group in self._groups.values():
+                if group.instance.join_gate_open != resynced:
+                    group.instance.set_join_gate(resynced, now)
+            log.info(
+                "ha_join_gate_open" if resynced else "ha_join_gate_closed",
+                reason="sync-resynced" if resynced else "sync-behind",
+            )
+            self.pump()
 
     async def _config_loop(self) -> None:
         """After each reload read the key files again: a key rotation needs no restart."""

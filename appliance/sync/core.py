@@ -17,6 +17,9 @@ The ``ack epoch`` of a frame names the receiver process the sender is talking to
 frame meant for an earlier process of this node is ignored, so a restart never mixes two
 streams.
 
+A peer back after being down is asked for a resync as well (its `ResyncDone` tells the shell
+this node has caught up again).
+
 Bulk resync: the peer's RESYNC_REQUEST becomes `SnapshotWanted`; `provide_snapshot` queues
 BEGIN, the entries, END. The receiver notes the keys it holds from the peer at BEGIN and
 reports, at END, those the snapshot did not carry (`Stale`). The shell answers each SnapshotWanted
@@ -340,11 +343,16 @@ class SyncCore:
             ch.send.control.append((FrameType.RESYNC_REQUEST, b"", now))
         elif ch.epoch is None:
             ch.epoch, ch.node_id = header.epoch, header.node_id
+        # back after being down (not a first contact, not a restart: that asks already): what
+        # changed there meanwhile is learnt by a resync, which also tells the shell it is done
+        returning = ch.state is PeerState.DOWN and ch.last_heard is not None and not restarted
         ch.replay.accept(header.counter)
         ch.last_heard = now
         ch.frames_received += 1
         if ch.state is not PeerState.UP:
             self._peer_up(ch, now)
+        if returning:
+            ch.send.control.append((FrameType.RESYNC_REQUEST, b"", now))
         if restarted:
             self._want_snapshot(ch)
         body = frame.body

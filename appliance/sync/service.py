@@ -85,6 +85,9 @@ class SyncService:
         self._nursery: trio.Nursery | None = None
         self._replica: ConntrackReplica | None = None
         self._resynced = False
+        self._joined = False
+        #: peers that went down and have not resynced to this node since: HA holds preemption
+        self._behind: set[PeerAddr] = set()
         self._counts: Counter[str] = Counter()
         self._skipped: Counter[str] = Counter()
         self._snapshots_pending: set[PeerAddr] = set()
@@ -144,24 +147,37 @@ class SyncService:
             elif isinstance(event, SnapshotWanted):
                 self._snapshot(event.peer)
             elif isinstance(event, JoinDone):
-                self._resynced = True
-                self._store.publish(SYNC_RESYNCED, True)
+                self._joined = True
+                self._set_resynced()
                 log.info(
-                    "sync_resynced",
+                    "sync_joined",
                     resynced=[f"{a}:{p}" for a, p in event.resynced],
                     missed=[f"{a}:{p}" for a, p in event.missed],
                 )
             elif isinstance(event, ResyncDone):
                 log.info("sync_resync_received", peer=_text(event.peer), entries=event.entries)
+                self._behind.discard(event.peer)
+                self._set_resynced()
             elif isinstance(event, PeerUp):
                 log.info("sync_peer_up", peer=_text(event.peer), node_id=event.node_id)
             elif isinstance(event, PeerDown):
                 log.warning("sync_peer_down", peer=_text(event.peer))
+                self._behind.add(event.peer)
+                self._set_resynced()
             elif isinstance(event, PeerRestarted):
                 log.info("sync_peer_restarted", peer=_text(event.peer), node_id=event.node_id)
             elif isinstance(event, Rejected):
                 log.debug("sync_rejected", source=_text(event.source), reason=event.reason)
         self._wake.set()
+
+    def _set_resynced(self) -> None:
+        """`SYNC_RESYNCED`: joined, and every peer that went down has resynced to this node
+        since it came back (a peer that stays down holds nothing back: HA's gate times out)."""
+        resynced = self._joined and not self._behind
+        if resynced != self._resynced:
+            self._resynced = resynced
+            self._store.publish(SYNC_RESYNCED, resynced)
+            log.info("sync_resynced" if resynced else "sync_behind", peers=sorted(self._behind))
 
     # tasks -----------------------------------------------------------------------------------
 

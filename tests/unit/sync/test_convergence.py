@@ -151,11 +151,15 @@ def test_peer_down_then_back(queue_limit: int) -> None:
     assert dict(a.core.remote_table(c.addr)) == held  # kept while down
     (status,) = [s for s in a.core.status(net.now) if s.peer == c.addr]
     assert status.state == "down" and status.lag_s > 1.0
+    done_before = [e for e in a.events if isinstance(e, ResyncDone) and e.peer == c.addr]
     net.cut.clear()
     net.random_ops([a, b, c], 200, keyspace=100, span=1.0)
     quiesce(net)
     net.assert_converged()
     assert a.events.count(PeerUp(c.addr, 3)) == 2
+    # back after being down, c was asked for a resync: its end tells a it caught up again
+    done_after = [e for e in a.events if isinstance(e, ResyncDone) and e.peer == c.addr]
+    assert len(done_after) > len(done_before)
     if queue_limit == 30:
         assert any(s.overflows for s in a.core.status(net.now))
 
@@ -207,4 +211,22 @@ def test_chaos(seed: int) -> None:
             nodes[victim] = node
     net.cut.clear()
     quiesce(net, 60.0)
+    net.assert_converged()
+
+
+def test_a_peer_back_from_down_is_asked_for_a_resync() -> None:
+    """Even with nothing queued for anyone meanwhile, a node hearing a peer again after it was
+    down gets a resync from it: the shell learns it caught up (`ResyncDone`)."""
+    net = Net(9)
+    a, b = start(net, [1, 2])
+    b.upsert(b"k", b"v")
+    quiesce(net)
+    before = [e for e in a.events if isinstance(e, ResyncDone) and e.peer == b.addr]
+    net.cut.add(b.addr)
+    net.run(net.now + 5.0)
+    assert PeerDown(b.addr) in a.events
+    net.cut.clear()
+    quiesce(net)
+    after = [e for e in a.events if isinstance(e, ResyncDone) and e.peer == b.addr]
+    assert len(after) == len(before) + 1 and after[-1].entries == 1
     net.assert_converged()
