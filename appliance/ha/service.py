@@ -43,7 +43,7 @@ from appliance.config.model import Config, Ha, HaGroup, TrackType
 from appliance.config.values import IPAddress
 from appliance.ha.status import GroupStatus, group_status_key
 from appliance.intent import INTENT, HaRole, role_key
-from appliance.keys import RELOADS, RUNNING_CONFIG, SYNC_RESYNCED
+from appliance.keys import RUNNING_CONFIG, SYNC_RESYNCED, each_reload
 from appliance.state import StateStore
 from appliance.structlog import get_logger
 
@@ -516,12 +516,7 @@ class HaService:
 
     async def _config_loop(self) -> None:
         """After each reload read the key files again: a key rotation needs no restart."""
-        seen = self._store.get(RELOADS)
-        async for _ in self._store.watch(RELOADS.name):
-            reloads, cfg = self._store.get(RELOADS), self._store.get(RUNNING_CONFIG)
-            if reloads == seen or cfg is None:
-                continue
-            seen = reloads
+        async for cfg in each_reload(self._store):
             await self._reload_keys(cfg)
 
     async def _reload_keys(self, cfg: Config) -> None:

@@ -31,7 +31,7 @@ import trio
 from appliance.config.model import Config, Sync
 from appliance.dataplane_access import DATAPLANE_REPLICA, ConntrackReplica, DataplaneStopped
 from appliance.ha.keyfile import read_auth_keys
-from appliance.keys import RELOADS, RUNNING_CONFIG, SYNC_RESYNCED
+from appliance.keys import SYNC_RESYNCED, each_reload
 from appliance.state import StateStore
 from appliance.structlog import get_logger
 from bpf.conntrack import ConnEvent, EventType
@@ -252,7 +252,7 @@ class SyncService:
         """Write received entries to the dataplane in the order they came, batched."""
         receive = self._applies[1]
         while True:
-            peer, ops = await receive.receive()
+            _, ops = await receive.receive()
             batch = list(ops)
             while len(batch) < APPLY_BATCH:
                 try:
@@ -264,7 +264,6 @@ class SyncService:
                 self._skipped["dataplane-stopped"] += len(batch)
                 continue
             await self._apply(replica, batch)
-            del peer
 
     async def _apply(
         self, replica: ConntrackReplica, batch: Sequence[tuple[bytes, bytes | None]]
@@ -386,12 +385,7 @@ class SyncService:
 
     async def _key_loop(self) -> None:
         """After each reload read the key file again (rotation without a restart)."""
-        seen = self._store.get(RELOADS)
-        async for _ in self._store.watch(RELOADS.name):
-            reloads, cfg = self._store.get(RELOADS), self._store.get(RUNNING_CONFIG)
-            if reloads == seen or cfg is None:
-                continue
-            seen = reloads
+        async for cfg in each_reload(self._store):
             await self._reload_keys(cfg)
 
     async def _reload_keys(self, cfg: Config) -> None:
