@@ -275,7 +275,9 @@ class DataplaneService:
 
     async def _collect(self) -> None:
         assert self.conntrack is not None
-        removed = await self._locked(self.conntrack.collect_expired)
+        # the scan runs unlocked; the lock is held per expired connection only, so writers
+        # (conntrack sync, the programmer) never wait for a scan of the whole table
+        removed = await trio.to_thread.run_sync(self.conntrack.collect_expired, None, self._lock)
         if removed:
             log.debug("conntrack_expired", removed=removed)
 

@@ -121,6 +121,8 @@ class ConntrackReplica(Protocol):
 
     def forward_entries(self) -> list[tuple[CtKey, CtEntry]]: ...
 
+    def forward_raw(self) -> list[tuple[bytes, bytes]]: ...
+
     def apply(self, ops: Sequence[tuple[CtKey, CtEntry | None]]) -> ApplyReport: ...
 
     def drop_stale(self, keys: Sequence[CtKey]) -> tuple[int, int]: ...
@@ -163,20 +165,29 @@ class LockedReplica:
         with self._lock:
             return self._live().forward_entries()
 
+    def forward_raw(self) -> list[tuple[bytes, bytes]]:
+        """Every connection as raw (key, entry) bytes; read without the lock (a walk of the
+        live map, like the program's own updates, needs none), so a resync of a full table
+        never holds writers back."""
+        return self._live().forward_raw()
+
     def apply(self, ops: Sequence[tuple[CtKey, CtEntry | None]]) -> ApplyReport:
+        """In order: runs of upserts are written with batched map updates, deletes one by one."""
         written = deleted = kept = 0
         with self._lock:
             conntrack = self._live()
+            run: list[tuple[CtKey, CtEntry]] = []
             for key, entry in ops:
-                if entry is None:
-                    deleted += conntrack.delete(key)
+                if entry is not None:
+                    run.append((key, entry))
                     continue
-                current = conntrack.lookup(key)
-                if current is not None and not current.flags & CT_REMOTE:
-                    kept += 1
-                    continue
-                conntrack.insert(key, entry)
-                written += 1
+                if run:
+                    done, left = conntrack.insert_many(run, keep_local=True)
+                    written, kept, run = written + done, kept + left, []
+                deleted += conntrack.delete(key)
+            if run:
+                done, left = conntrack.insert_many(run, keep_local=True)
+                written, kept = written + done, kept + left
         return ApplyReport(written, deleted, kept)
 
     def drop_stale(self, keys: Sequence[CtKey]) -> tuple[int, int]:

@@ -23,7 +23,8 @@ import ctypes
 import enum
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import attrs
@@ -193,6 +194,11 @@ def expired(entry: CtEntry, now_ns: int) -> bool:
     return now_ns - int(entry.last_ns) > timeout_ns(entry)
 
 
+def _add(deltas: dict[tuple[int, int], int], entry: CtEntry, delta: int) -> None:
+    slot = (int(entry.svc_id), int(entry.ep_index))
+    deltas[slot] = deltas.get(slot, 0) + delta
+
+
 def counted(entry: CtEntry) -> bool:
     """Whether the entry holds one of its endpoint's open connections (``ep_active``)."""
     return not entry.flags & CT_REPLY and entry.state != CtState.CLOSED
@@ -254,6 +260,11 @@ class Conntrack:
         """Every connection's forward entry (key, entry), in map order."""
         return self._forward()
 
+    def forward_raw(self) -> list[tuple[bytes, bytes]]:
+        """`forward_entries` as raw key and entry bytes (a bulk resync reads the whole table)."""
+        flags = CtEntry.flags.offset
+        return [(k, v) for k, v in self.maps.conntrack.batch_raw() if not v[flags] & CT_REPLY]
+
     def count(self) -> int:
         """Connections (forward entries)."""
         return len(self._forward())
@@ -282,33 +293,61 @@ class Conntrack:
         """Write a connection learnt from a peer (conntrack sync): the forward entry flagged
         `CT_REMOTE` and its reply entry. ``last_ns`` becomes now (our clock, not the peer's),
         ``created_ns`` too when unset. Replacing a connection keeps ``ep_active`` right."""
+        self.insert_many([(key, entry)], now_ns)
+
+    def insert_many(
+        self,
+        items: Sequence[tuple[CtKey, CtEntry]],
+        now_ns: int | None = None,
+        *,
+        keep_local: bool = False,
+    ) -> tuple[int, int]:
+        """`insert` for many connections, written with batched map updates (a bulk resync
+        brings ~100,000). ``keep_local``: a connection this node has as its own (not learnt)
+        is left alone. Returns (written, kept)."""
         now = time.monotonic_ns() if now_ns is None else now_ns
-        forward = _copy(entry)
-        forward.flags = (entry.flags | CT_REMOTE) & ~CT_REPLY
-        forward.last_ns = now
-        if not forward.created_ns or forward.created_ns > now:
-            forward.created_ns = now
-        old = self.maps.conntrack.lookup(key)
-        if not forward.flags & CT_DSR:
-            reply_key, reply = reply_of(key, forward)
-            self.maps.conntrack.update(reply_key, reply)
-        self.maps.conntrack.update(key, forward)
-        before = old is not None and counted(old)
-        if (
-            old is not None
-            and before
-            and (old.svc_id, old.ep_index)
-            != (
-                forward.svc_id,
-                forward.ep_index,
-            )
-        ):
-            self._add_active(old, -1)
-            before = False
-        if counted(forward) and not before:
-            self._add_active(forward, +1)
-        elif before and not counted(forward):
-            self._add_active(forward, -1)
+        keys: list[CtKey] = []
+        values: list[CtEntry] = []
+        deltas: dict[tuple[int, int], int] = {}
+        written = kept = 0
+        for key, entry in items:
+            old = self.maps.conntrack.lookup(key)
+            if keep_local and old is not None and not old.flags & CT_REMOTE:
+                kept += 1
+                continue
+            forward = _copy(entry)
+            forward.flags = (entry.flags | CT_REMOTE) & ~CT_REPLY
+            forward.last_ns = now
+            if not forward.created_ns or forward.created_ns > now:
+                forward.created_ns = now
+            if not forward.flags & CT_DSR:
+                reply_key, reply = reply_of(key, forward)
+                keys.append(reply_key)
+                values.append(reply)
+            keys.append(key)
+            values.append(forward)
+            written += 1
+            before = old is not None and counted(old)
+            if (
+                old is not None
+                and before
+                and (old.svc_id, old.ep_index)
+                != (
+                    forward.svc_id,
+                    forward.ep_index,
+                )
+            ):
+                _add(deltas, old, -1)
+                before = False
+            if counted(forward) and not before:
+                _add(deltas, forward, +1)
+            elif before and not counted(forward):
+                _add(deltas, forward, -1)
+        self.maps.conntrack.update_batch(keys, values)
+        for (svc_id, ep_index), delta in deltas.items():
+            if delta:
+                self._add_active_index(svc_id, ep_index, delta)
+        return written, kept
 
     def delete(self, key: CtKey) -> bool:
         """Remove a connection (both entries) by its forward key; False if it was absent."""
@@ -326,9 +365,12 @@ class Conntrack:
             self._add_active(entry, -1)
 
     def _add_active(self, entry: CtEntry, delta: int) -> None:
-        if entry.ep_index >= MAX_ENDPOINTS:
+        self._add_active_index(int(entry.svc_id), int(entry.ep_index), delta)
+
+    def _add_active_index(self, svc_id: int, ep_index: int, delta: int) -> None:
+        if ep_index >= MAX_ENDPOINTS:
             return
-        index = ctypes.c_uint32(entry.svc_id * MAX_ENDPOINTS + entry.ep_index)
+        index = ctypes.c_uint32(svc_id * MAX_ENDPOINTS + ep_index)
         current = self.maps.ep_active.lookup(index)
         if current is None:
             return
@@ -336,37 +378,49 @@ class Conntrack:
         # the same endpoint in the same instant; the counter is advisory (least-connections)
         self.maps.ep_active.update(index, ctypes.c_int64(max(0, current.value + delta)))
 
-    def collect_expired(self, now_ns: int | None = None) -> int:
+    def collect_expired(
+        self, now_ns: int | None = None, lock: AbstractContextManager[object] | None = None
+    ) -> int:
         """Delete connections idle beyond their state's timeout in both directions (both
         entries; a reply entry whose forward entry is gone goes too). Returns the connections
         removed; the connections left are counted on the way (`live`), so a status need not
-        scan the table again."""
+        scan the table again. ``lock`` is held only while an expired connection is looked at
+        again and removed, not during the scan of the whole table (a scan of a full table
+        takes a second or more in Python, and writers such as conntrack sync must not wait
+        that long)."""
         now = time.monotonic_ns() if now_ns is None else now_ns
         removed = 0
         live = 0
+        guard = lock if lock is not None else nullcontext()
         for key, entry in list(self.maps.conntrack.batch_items()):
             if not expired(entry, now):
                 live += not entry.flags & CT_REPLY
                 continue
-            if entry.flags & CT_REPLY:
-                # its forward entry decides; delete the reply alone only when orphaned
-                forward_key, _ = reply_of(key, entry)
-                if self.maps.conntrack.lookup(forward_key) is None:
-                    self.maps.conntrack.delete(key)
-                continue
-            current = self.maps.conntrack.lookup(key)
-            if current is None or not expired(current, now):
-                continue  # gone or refreshed by a packet meanwhile
-            reply = None
-            if not current.flags & CT_DSR:
-                reply = self.maps.conntrack.lookup(reply_of(key, current)[0])
-            if reply is not None and not expired(reply, now):
-                live += 1
-                continue  # traffic the other way keeps it
-            self._remove(key, current)
-            removed += 1
+            with guard:
+                gone, alive = self._collect_one(key, entry, now)
+            removed += gone
+            live += alive
         self.live = live
         return removed
+
+    def _collect_one(self, key: CtKey, entry: CtEntry, now: int) -> tuple[int, int]:
+        """(removed, still live) for one expired-looking entry, looked at again."""
+        if entry.flags & CT_REPLY:
+            # its forward entry decides; delete the reply alone only when orphaned
+            forward_key, _ = reply_of(key, entry)
+            if self.maps.conntrack.lookup(forward_key) is None:
+                self.maps.conntrack.delete(key)
+            return 0, 0
+        current = self.maps.conntrack.lookup(key)
+        if current is None or not expired(current, now):
+            return 0, 0  # gone, or refreshed by a packet meanwhile (counted when seen again)
+        reply = None
+        if not current.flags & CT_DSR:
+            reply = self.maps.conntrack.lookup(reply_of(key, current)[0])
+        if reply is not None and not expired(reply, now):
+            return 0, 1  # traffic the other way keeps it
+        self._remove(key, current)
+        return 1, 0
 
     # events ------------------------------------------------------------------------------
 

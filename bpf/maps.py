@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
@@ -105,6 +105,31 @@ class BpfMap(_MapFd[K, V]):
         ret = _lib().bpf_update_elem(self.fd, ctypes.byref(key), ctypes.byref(value), flags)
         _check(int(ret), "update", self.name)
 
+    def update_batch(self, keys: Sequence[K], values: Sequence[V]) -> None:
+        """Write many entries with a few system calls (BPF_MAP_UPDATE_BATCH), in order; one
+        by one where the kernel cannot batch this map."""
+        lib = _lib()
+        for start in range(0, len(keys), UPDATE_CHUNK):
+            chunk_keys = keys[start : start + UPDATE_CHUNK]
+            chunk_values = values[start : start + UPDATE_CHUNK]
+            key_array = (self.key_type * len(chunk_keys)).from_buffer_copy(
+                b"".join(bytes(k) for k in chunk_keys)
+            )
+            value_array = (self.value_type * len(chunk_values)).from_buffer_copy(
+                b"".join(bytes(v) for v in chunk_values)
+            )
+            count = ctypes.c_uint32(len(chunk_keys))
+            ret = int(
+                lib.bpf_update_batch(
+                    self.fd, ctypes.byref(key_array), ctypes.byref(value_array), ctypes.byref(count)
+                )
+            )
+            if ret == 0:
+                continue
+            done = count.value if 0 < count.value < len(chunk_keys) else 0
+            for key, value in zip(chunk_keys[done:], chunk_values[done:], strict=True):
+                self.update(key, value)
+
     def delete(self, key: K) -> bool:
         """Remove ``key``; False when it was not there."""
         return bool(_lib().bpf_delete_elem(self.fd, ctypes.byref(key)) == 0)
@@ -137,9 +162,19 @@ class BpfMap(_MapFd[K, V]):
         """Every entry of a hash map, ``chunk`` at a time (BPF_MAP_LOOKUP_BATCH: a few system
         calls for the whole map instead of two per entry). Entries changing meanwhile may be
         seen or not, as with any walk of a live map."""
+        for raw_key, raw_value in self.batch_raw(chunk):
+            yield (
+                cast(K, self.key_type.from_buffer_copy(raw_key)),
+                cast(V, self.value_type.from_buffer_copy(raw_value)),
+            )
+
+    def batch_raw(self, chunk: int = 4096) -> Iterator[tuple[bytes, bytes]]:
+        """`batch_items` as raw key and value bytes (no ctypes object per entry: a walk of a
+        full table that only filters and re-encodes is several times faster)."""
         lib = _lib()
         keys = (self.key_type * chunk)()
         values = (self.value_type * chunk)()
+        key_size, value_size = ctypes.sizeof(self.key_type), ctypes.sizeof(self.value_type)
         token = ctypes.c_uint64(0)  # the hash map's bucket cursor (u32, room to spare)
         first = True
         while True:
@@ -155,11 +190,11 @@ class BpfMap(_MapFd[K, V]):
                 )
             )
             raw_keys, raw_values = bytes(keys), bytes(values)
-            key_size, value_size = ctypes.sizeof(self.key_type), ctypes.sizeof(self.value_type)
             for i in range(count.value):
-                key = cast(K, self.key_type.from_buffer_copy(raw_keys, i * key_size))
-                value = cast(V, self.value_type.from_buffer_copy(raw_values, i * value_size))
-                yield key, value
+                yield (
+                    raw_keys[i * key_size : (i + 1) * key_size],
+                    raw_values[i * value_size : (i + 1) * value_size],
+                )
             if ret == -errno.ENOENT or (ret == -1 and ctypes.get_errno() == errno.ENOENT):
                 return
             _check(ret, "lookup batch", self.name)
@@ -169,6 +204,8 @@ class BpfMap(_MapFd[K, V]):
 
 
 _U32_P = ctypes.POINTER(ctypes.c_uint32)
+#: entries per BPF_MAP_UPDATE_BATCH call
+UPDATE_CHUNK = 4096
 
 
 class PerCpuMap(_MapFd[K, V]):

@@ -14,6 +14,7 @@ receiving node's. A service or endpoint the receiver does not have is reported, 
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import struct
 
@@ -21,14 +22,18 @@ from bpf.identity import Identity
 from bpf.layout import CT_DSR, CT_REPORTED, CtEntry, CtKey
 from bpf.model import IpProto
 
-__all__ = ["KEY", "VALUE", "EntryError", "decode", "encode"]
+__all__ = ["KEY", "VALUE", "Decoder", "Encoder", "EntryError", "decode", "encode"]
 
 KEY = struct.Struct("!4s4sHHB")
 VALUE = struct.Struct(
     "!12s4sHBBB6sI"
 )  # nat tuple, endpoint address and port, state, flags, fin, mac, age
 MAX_AGE_MS = 0xFFFFFFFF
-_ENTRY_REST = len(bytes(CtEntry())) - 12  # after the translation tuple
+#: `CtEntry` as raw bytes (native order, its C padding): the translation tuple, svc_id,
+#: ep_index, state, flags, ep_mac, fin_seen, created_ns, last_ns, packets, bytes
+_ENTRY = struct.Struct("=12sIHBB6sBx4xQQQQ")
+_KEY_PAD = bytes(3)
+assert _ENTRY.size == ctypes.sizeof(CtEntry)
 
 
 class EntryError(ValueError):
@@ -40,54 +45,87 @@ class EntryError(ValueError):
         self.reason = reason
 
 
+class Encoder:
+    """`encode` with one node's numbering prepared (a snapshot encodes ~100,000 entries)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self._names = {
+            (svc_id, index): (address.packed, port)
+            for svc_id, endpoints in identity.endpoints.items()
+            for index, (address, port) in endpoints.items()
+        }
+
+    def __call__(self, key: CtKey, entry: CtEntry, now_ns: int) -> tuple[bytes, bytes]:
+        return self.raw(bytes(key), bytes(entry), now_ns)
+
+    def raw(self, key: bytes, entry: bytes, now_ns: int) -> tuple[bytes, bytes]:
+        """The same from a map key's and entry's raw bytes."""
+        nat, svc_id, ep_index, state, flags, mac, fin, created, *_ = _ENTRY.unpack(entry)
+        name = self._names.get((svc_id, ep_index))
+        if name is None:
+            raise EntryError("unknown-endpoint", f"service {svc_id} index {ep_index}")
+        age_ms = min(max(0, now_ns - created) // 1_000_000, MAX_AGE_MS)
+        value = VALUE.pack(nat, name[0], name[1], state, flags & CT_DSR, fin, mac, age_ms)
+        return key[: KEY.size], value  # src, dst, sport, dport are in network order
+
+
+class Decoder:
+    """`decode` with one node's numbering prepared (a resync decodes ~100,000 entries)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self._services = {
+            (vip.packed, port, int(proto)): svc_id
+            for (vip, port, proto), svc_id in identity.ids.items()
+        }
+        self._endpoints = {
+            svc_id: {(address.packed, port): index for (address, port), index in eps.items()}
+            for svc_id, eps in identity.indexes.items()
+        }
+
+    def __call__(self, key: bytes, value: bytes, now_ns: int) -> tuple[CtKey, CtEntry]:
+        if len(key) != KEY.size or len(value) != VALUE.size:
+            raise EntryError("malformed", f"key {len(key)} bytes, value {len(value)} bytes")
+        _, vip, _, vport, proto = KEY.unpack(key)
+        svc_id = self._services.get((vip, vport, proto))
+        if svc_id is None:
+            raise EntryError("unknown-service", _service_text(vip, vport, proto))
+        nat, ep_address, ep_port, state, flags, fin, mac, age_ms = VALUE.unpack(value)
+        index = self._endpoints.get(svc_id, {}).get((ep_address, ep_port))
+        if index is None:
+            raise EntryError("unknown-endpoint", f"{ipaddress.IPv4Address(ep_address)}:{ep_port}")
+        created = max(0, now_ns - age_ms * 1_000_000)
+        raw = _ENTRY.pack(
+            nat,
+            svc_id,
+            index,
+            state,
+            (flags & CT_DSR) | CT_REPORTED,
+            mac,
+            fin,
+            created,
+            now_ns,
+            0,
+            0,
+        )
+        return CtKey.from_buffer_copy(key + _KEY_PAD), CtEntry.from_buffer_copy(raw)
+
+
 def encode(key: CtKey, entry: CtEntry, identity: Identity, now_ns: int) -> tuple[bytes, bytes]:
     """The wire form of a forward entry; `EntryError` when its endpoint is not known here
     (a connection of a service that was removed meanwhile)."""
-    endpoint = identity.endpoint(int(entry.svc_id), int(entry.ep_index))
-    if endpoint is None:
-        raise EntryError("unknown-endpoint", f"service {entry.svc_id} index {entry.ep_index}")
-    raw_key = bytes(key)[: KEY.size]  # src, dst, sport, dport are kept in network order
-    address, port = endpoint
-    age_ms = min(max(0, now_ns - int(entry.created_ns)) // 1_000_000, MAX_AGE_MS)
-    value = VALUE.pack(
-        bytes(entry)[:12],  # nat_src, nat_dst, nat_sport, nat_dport: network order
-        address.packed,
-        port,
-        int(entry.state),
-        int(entry.flags) & CT_DSR,
-        int(entry.fin_seen),
-        bytes(entry.ep_mac),
-        age_ms,
-    )
-    return raw_key, value
+    return Encoder(identity)(key, entry, now_ns)
 
 
 def decode(key: bytes, value: bytes, identity: Identity, now_ns: int) -> tuple[CtKey, CtEntry]:
     """The map key and entry for a received connection, renumbered for this node. The entry
     is marked reported (its "established" event was sent where it began); `Conntrack.insert`
     flags it remote."""
-    if len(key) != KEY.size or len(value) != VALUE.size:
-        raise EntryError("malformed", f"key {len(key)} bytes, value {len(value)} bytes")
-    _src, vip, _sport, vport, proto = KEY.unpack(key)
-    nat, ep_address, ep_port, state, flags, fin, mac, age_ms = VALUE.unpack(value)
+    return Decoder(identity)(key, value, now_ns)
+
+
+def _service_text(vip: bytes, port: int, proto: int) -> str:
     try:
-        service = (ipaddress.IPv4Address(vip), vport, IpProto(proto))
-    except ValueError as exc:
-        raise EntryError("malformed", str(exc)) from exc
-    svc_id = identity.ids.get(service)
-    if svc_id is None:
-        raise EntryError("unknown-service", f"{service[0]}:{vport}/{service[2].name.lower()}")
-    index = identity.index(svc_id, (ipaddress.IPv4Address(ep_address), ep_port))
-    if index is None:
-        raise EntryError("unknown-endpoint", f"{ipaddress.IPv4Address(ep_address)}:{ep_port}")
-    ct_key = CtKey.from_buffer_copy(key + bytes(3))
-    entry = CtEntry.from_buffer_copy(nat + bytes(_ENTRY_REST))
-    entry.svc_id = svc_id
-    entry.ep_index = index
-    entry.state = state
-    entry.flags = (flags & CT_DSR) | CT_REPORTED
-    entry.fin_seen = fin
-    entry.ep_mac[:] = mac
-    entry.created_ns = max(0, now_ns - age_ms * 1_000_000)
-    entry.last_ns = now_ns
-    return ct_key, entry
+        name = IpProto(proto).name.lower()
+    except ValueError:
+        name = str(proto)
+    return f"{ipaddress.IPv4Address(vip)}:{port}/{name}"

@@ -35,6 +35,7 @@ from appliance.keys import SYNC_RESYNCED, each_reload
 from appliance.state import StateStore
 from appliance.structlog import get_logger
 from bpf.conntrack import ConnEvent, EventType
+from bpf.identity import Identity
 from bpf.layout import CtEntry, CtKey
 
 from . import entries
@@ -61,6 +62,9 @@ log = get_logger("sync")
 STATUS_INTERVAL_S = 0.5
 APPLY_BATCH = 4096
 RECEIVE_SIZE = 65_535
+SOCKET_BUFFER = 16 << 20
+#: Linux socket options the socket module does not name (asm-generic/socket.h)
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
 #: marks a stale key (the peer no longer has it) among the ops queued for the apply task
 STALE = b"\x00stale"
 
@@ -91,6 +95,7 @@ class SyncService:
         self._counts: Counter[str] = Counter()
         self._skipped: Counter[str] = Counter()
         self._snapshots_pending: set[PeerAddr] = set()
+        self._coders: tuple[Identity, entries.Encoder, entries.Decoder] | None = None
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -102,8 +107,7 @@ class SyncService:
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+            _set_buffers(sock, SOCKET_BUFFER)
             sock.bind((str(listen.host), listen.port))
             self._sock = sock
             now = trio.current_time()
@@ -170,6 +174,12 @@ class SyncService:
                 log.debug("sync_rejected", source=_text(event.source), reason=event.reason)
         self._wake.set()
 
+    def _coders_for(self, identity: Identity) -> tuple[entries.Encoder, entries.Decoder]:
+        """The entry coders of the dataplane's current numbering (rebuilt when it changes)."""
+        if self._coders is None or self._coders[0] is not identity:
+            self._coders = (identity, entries.Encoder(identity), entries.Decoder(identity))
+        return self._coders[1], self._coders[2]
+
     def _set_resynced(self) -> None:
         """`SYNC_RESYNCED`: joined, and every peer that went down has resynced to this node
         since it came back (a peer that stays down holds nothing back: HA's gate times out)."""
@@ -233,11 +243,11 @@ class SyncService:
         core = self._core
         assert core is not None
         now, now_ns = trio.current_time(), time.monotonic_ns()
-        identity = replica.identity()
+        encode, _ = self._coders_for(replica.identity())
         for event in batch:
             if event.type == EventType.ESTABLISHED:
                 try:
-                    key, value = entries.encode(event.key, event.entry, identity, now_ns)
+                    key, value = encode(event.key, event.entry, now_ns)
                 except entries.EntryError as exc:
                     self._skipped[exc.reason] += 1
                     continue
@@ -268,7 +278,7 @@ class SyncService:
     async def _apply(
         self, replica: ConntrackReplica, batch: Sequence[tuple[bytes, bytes | None]]
     ) -> None:
-        identity = replica.identity()
+        _, decode = self._coders_for(replica.identity())
         skipped: Counter[str] = Counter()
 
         def work() -> tuple[int, int, int]:
@@ -287,7 +297,7 @@ class SyncService:
                     ops.append((CtKey.from_buffer_copy(key + bytes(3)), None))
                     continue
                 try:
-                    ops.append(entries.decode(key, value, identity, now_ns))
+                    ops.append(decode(key, value, now_ns))
                 except entries.EntryError as exc:
                     skipped[exc.reason] += 1
             report = replica.apply(ops)
@@ -314,15 +324,15 @@ class SyncService:
         try:
             replica = await self._store.wait_for(DATAPLANE_REPLICA, lambda r: r is not None)
             assert replica is not None
-            identity = replica.identity()
+            encode, _ = self._coders_for(replica.identity())
             skipped: Counter[str] = Counter()
 
             def read() -> list[tuple[bytes, bytes]]:
                 now_ns = time.monotonic_ns()
                 out = []
-                for key, entry in replica.forward_entries():
+                for key, entry in replica.forward_raw():
                     try:
-                        out.append(entries.encode(key, entry, identity, now_ns))
+                        out.append(encode.raw(key, entry, now_ns))
                     except entries.EntryError as exc:
                         skipped[exc.reason] += 1
                 return out
@@ -398,6 +408,20 @@ class SyncService:
             return
         self._core.set_keys(keys)
         log.info("sync_keys_reloaded", key_ids=[k.id for k in (keys.current, keys.previous) if k])
+
+
+def _set_buffers(sock: socket.socket, size: int) -> None:
+    """Large socket buffers: a resync sends a full window of frames at once, and a receive
+    buffer of the default size (net.core.rmem_default) drops most of it. The FORCE options
+    (root) pass net.core.rmem_max; without the privilege the capped size applies."""
+    for force, plain in (
+        (SO_RCVBUFFORCE, socket.SO_RCVBUF),
+        (SO_SNDBUFFORCE, socket.SO_SNDBUF),
+    ):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, size)
 
 
 def _drain(events: trio.MemoryReceiveChannel[ConnEvent], limit: int = 4096) -> list[ConnEvent]:

@@ -14,6 +14,7 @@ probe only reads; the volume test writes node1's table).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -198,10 +199,8 @@ def router_prefers(lab: LabHandle, node: str) -> bool:
         out = lab.birdc(f"show route for {VIP}")
     except (RuntimeError, OSError, subprocess.SubprocessError):
         return False
-    for line in out.splitlines():
-        if " via " in line:
-            return f"via {ADDRESSES[node]}" in line  # the first route listed is the best
-    return False
+    match = re.search(r"\bvia (\S+)", out)  # the first route listed is the best
+    return match is not None and match[1] == ADDRESSES[node]
 
 
 def show_json(lab: LabHandle, node: str, *what: str) -> Any:

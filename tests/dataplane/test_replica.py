@@ -95,3 +95,22 @@ def test_stale_keys_are_dropped_unless_this_node_forwarded_them(loaded: Dataplan
     assert conntrack.lookup(idle[0].to_key()) is None
     assert conntrack.lookup(used[0].to_key()) is not None
     assert conntrack.lookup(own[0].to_key()) is not None
+
+
+def test_a_bulk_apply_writes_every_connection_in_batches(loaded: Dataplane) -> None:
+    """A resync's worth of connections (more than one update batch) and the raw walk of the
+    table that answers a peer's resync."""
+    replica, conntrack = _replica(loaded)
+    conns = [_conn(1024 + i) for i in range(5000)]
+    report = replica.apply([(key.to_key(), entry) for key, entry in conns])
+    assert (report.written, report.kept_local) == (5000, 0)
+    assert conntrack.count() == 5000
+    assert len(list(loaded.maps.conntrack.batch_raw())) == 10_000  # with the reply entries
+    raw = dict(replica.forward_raw())
+    assert len(raw) == 5000
+    key, entry = conns[1234]
+    stored = CtEntry.from_buffer_copy(raw[bytes(key.to_key())])
+    assert stored.nat_sport == entry.nat_sport and stored.flags & CT_REMOTE
+    # a second apply of the same connections replaces them: nothing counts twice
+    replica.apply([(key.to_key(), entry) for key, entry in conns[:10]])
+    assert conntrack.count() == 5000

@@ -123,6 +123,38 @@ def assert_new_connections_work(handle: LabHandle) -> None:
     assert set(dp.names(results)) <= set(dp.ENDPOINTS)
 
 
+def kinds_since(handle: LabHandle, name: str, start: int) -> list[str]:
+    """The kinds of a daemon's log events from the ``start``-th on."""
+    return [e["event"] for e in cs.events(handle, name)[start:]]
+
+
+def summary(events: list[dict[str, Any]]) -> list[str]:
+    """HA and sync events, shortly, for the record."""
+    out = []
+    for e in events:
+        if e["event"] == "ha_state":
+            out.append(f"ha_state {e['old']}->{e['new']} ({e['reason']})")
+        elif e["event"].startswith(("sync_", "ha_join")):
+            out.append(e["event"])
+    return out
+
+
+class Carried:
+    """Which node forwarded the streams between two points: each node's echo-service packet
+    counter, read at ``mark()`` and compared later."""
+
+    def __init__(self, handle: LabHandle) -> None:
+        self.handle = handle
+        self.before: dict[str, int] = {}
+
+    def mark(self) -> None:
+        self.before = {node: cs.service_packets(self.handle, node) for node in cs.NODES}
+
+    def by(self, node: str) -> int:
+        """Packets ``node`` forwarded for the echo service since ``mark()``."""
+        return cs.service_packets(self.handle, node) - self.before[node]
+
+
 def record(streams: cs.Streams, label: str) -> None:
     """Print the stall the streams saw so far (the longest gap, the quiet periods)."""
     status = streams.status()
@@ -148,29 +180,52 @@ def test_links_down_failover_and_return_keep_streams(
 ) -> None:
     handle, _, _ = start_pair(lab_factory, tmp_path)
     streams = start_streams(handle, tmp_path)
+    carried = Carried(handle)
+    carried.mark()
+    streams.advance(MESSAGES, "messages through node1")
+    steady = {node: carried.by(node) for node in cs.NODES}
+    print(f"echo packets forwarded in steady state: {steady}")
+    assert steady["node1"] >= STREAMS * MESSAGES
 
+    carried.mark()
     cs.link(handle, "node1", "down")
     wait("node2 to become active", lambda: cs.role(handle, "node2") == "active", cs.FAILOVER_S)
     wait_preferred(handle, "node2")
     status = streams.advance(MESSAGES, "every stream through node2", cs.FAILOVER_S)
     assert_intact(status, "after node1's links went down")
+    assert carried.by("node2") >= STREAMS * MESSAGES
     record(streams, "failover to node2")
     assert_new_connections_work(handle)
     # node2 forwards the streams by the entries it learnt (still flagged remote)
     assert cs.remote_count(handle, "node2") == STREAMS
 
-    resyncs_before = len(cs.events_named(handle, "node1-daemon", "sync_resync_received"))
+    before_up = len(cs.events(handle, "node1-daemon"))
     cs.link(handle, "node1", "up")
     wait(
         "node1 to resync from node2 after its links came back",
-        lambda: (
-            len(cs.events_named(handle, "node1-daemon", "sync_resync_received")) > resyncs_before
-        ),
+        lambda: "sync_resync_received" in kinds_since(handle, "node1-daemon", before_up),
     )
     wait_roles(handle, "node1")
     wait_preferred(handle, "node1")
+    since_up = cs.events(handle, "node1-daemon")[before_up:]
+    print("node1 after its links came back:", summary(since_up))
+    yielded = [
+        e for e in cs.events_named(handle, "node2-daemon", "ha_state") if e["new"] == "backup"
+    ]
+    received = [e for e in since_up if e["event"] == "sync_resync_received"]
+    print(
+        f"node1 resync received at {received[0]['ts']}, node2 back to backup at {yielded[-1]['ts']}"
+    )
+    kinds = [e["event"] for e in since_up]
+    resync = kinds.index("sync_resync_received")
+    masters = [
+        i for i, e in enumerate(since_up) if e["event"] == "ha_state" and e["new"] == "master"
+    ]
+    assert all(resync < i for i in masters), "node1 took over before it had resynced"
+    carried.mark()
     status = streams.advance(MESSAGES, "every stream through node1 again", cs.FAILOVER_S)
     assert_intact(status, "after node1 came back")
+    assert carried.by("node1") >= STREAMS * MESSAGES
     record(streams, "back to node1")
     assert_new_connections_work(handle)
     finish(streams)
@@ -181,6 +236,8 @@ def test_daemon_killed_and_flushed_then_restarted_keeps_streams(
 ) -> None:
     handle, configs, pids = start_pair(lab_factory, tmp_path)
     streams = start_streams(handle, tmp_path)
+    carried = Carried(handle)
+    carried.mark()
 
     os.kill(pids["node1"], signal.SIGKILL)
     wait("node1's daemon to die", lambda: not handle.alive("node1-daemon"))
@@ -190,6 +247,7 @@ def test_daemon_killed_and_flushed_then_restarted_keeps_streams(
     wait_preferred(handle, "node2")
     status = streams.advance(MESSAGES, "every stream through node2", cs.FAILOVER_S)
     assert_intact(status, "after node1's daemon was killed and flushed")
+    assert carried.by("node2") >= STREAMS * MESSAGES
     record(streams, "failover to node2")
     assert_new_connections_work(handle)
 
@@ -201,16 +259,18 @@ def test_daemon_killed_and_flushed_then_restarted_keeps_streams(
     assert cs.remote_count(handle, "node1") == STREAMS
     restarted = cs.events(handle, "node1-daemon-2")
     kinds = [e["event"] for e in restarted]
-    assert "sync_resynced" in kinds, kinds
+    assert "sync_joined" in kinds and "sync_resynced" in kinds, kinds
+    joined = restarted[kinds.index("sync_joined")]
+    assert joined["resynced"] == [f"{cs.NODE_ADDRESSES['node2']}:7946"], joined
     first_master = next(
         i for i, e in enumerate(restarted) if e["event"] == "ha_state" and e["new"] == "master"
     )
     assert kinds.index("sync_resynced") < first_master, "preempted before the resync"
-    resynced = restarted[kinds.index("sync_resynced")]
-    assert resynced["resynced"] == [f"{cs.NODE_ADDRESSES['node2']}:7946"], resynced
 
+    carried.mark()
     status = streams.advance(MESSAGES, "every stream through node1 again", cs.FAILOVER_S)
     assert_intact(status, "after node1's daemon came back")
+    assert carried.by("node1") >= STREAMS * MESSAGES
     record(streams, "back to node1")
     assert_new_connections_work(handle)
     finish(streams)

@@ -87,4 +87,4 @@ def test_unknown_names_are_reported() -> None:
     bad_proto = wire[0][:-1] + bytes([99])
     with pytest.raises(EntryError) as info:
         decode(bad_proto, wire[1], RECEIVER, NOW)
-    assert info.value.reason == "malformed"
+    assert info.value.reason == "unknown-service"  # no service has protocol 99

@@ -133,6 +133,15 @@ def local_count(handle: LabHandle, node: str) -> int:
     return int(body["count"]) if body is not None else -1
 
 
+def service_packets(handle: LabHandle, node: str, service: str = "echo") -> int:
+    """The packets ``node``'s dataplane forwarded for ``service`` (``show services``): proof of
+    which node carried the streams."""
+    body = show(handle, node, "services")
+    assert body is not None, f"{node}: show services failed"
+    (found,) = [s for s in body["services"] if s["name"] == service]
+    return int(found["packets"])
+
+
 def sync_status(handle: LabHandle, node: str) -> dict[str, Any] | None:
     body = show(handle, node, "sync")
     return body if isinstance(body, dict) else None
@@ -305,6 +314,7 @@ class _Stream:
 
     def fail(self, reason: str, now: float) -> None:
         if not self.error:
+            self.max_gap = max(self.max_gap, self.gap(now))  # the gap it died in, then frozen
             self.error = reason
             self.sock.close()
 
@@ -382,7 +392,7 @@ class _Stream:
 
     def gap(self, now: float) -> float:
         """The current gap: time since the last echo while one is awaited."""
-        return now - self.last_echo if self.connected and self.waiting else 0.0
+        return now - self.last_echo if self.live and self.connected and self.waiting else 0.0
 
     def report(self, now: float) -> dict[str, Any]:
         return {
