@@ -360,7 +360,7 @@ class SyncCore:
             ch.capabilities = body.capabilities
         epoch = self._config.epoch
         if header.ack_epoch == epoch:
-            cum = ch.send.acknowledge(header.ack)
+            cum = ch.send.acknowledge(header.ack, now)
             if isinstance(body, Ack) and body.sack:
                 ch.send.selective_ack(cum, body.sack)
         if header.seq:

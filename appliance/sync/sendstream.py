@@ -12,9 +12,13 @@ them after it ends on the same values (see `SyncCore.provide_snapshot`). For tha
 are not framed while a snapshot is awaited (`hold_queue`): an op issued after the table was read
 must not reach the peer before the older snapshot does.
 
-Each unacknowledged frame has its own retransmission deadline (first `rto_s`, doubling per retry
-up to `rto_max_s`), kept in a heap with lazy deletion: an entry is live only while its frame is
-unacked and its generation matches. Cumulative and selective acks free frames.
+Each unacknowledged frame has its own retransmission deadline, kept in a heap with lazy deletion:
+an entry is live only while its frame is unacked and its generation matches. Cumulative and
+selective acks free frames. The first timeout of a frame follows the measured round trip
+(RFC 6298: SRTT + 4 RTTVAR, at least `rto_s`, at most `rto_max_s`; samples only from frames
+sent once, Karn's rule), doubling per retry: a receiver busy applying a bulk resync acks later
+than an idle one, and a fixed short timeout would resend, and make it process, much of the
+window again.
 """
 
 from __future__ import annotations
@@ -35,10 +39,17 @@ _END = struct.Struct("!II")
 class OutFrame:
     """One reliable frame: its payload is fixed, its header is written at every (re)send."""
 
-    __slots__ = ("born", "gen", "ops", "payload", "rto", "seq", "type")
+    __slots__ = ("born", "gen", "ops", "payload", "retried", "rto", "sent", "seq", "type")
 
     def __init__(
-        self, seq: int, type: FrameType, payload: bytes, ops: int, born: float, rto: float
+        self,
+        seq: int,
+        type: FrameType,
+        payload: bytes,
+        ops: int,
+        born: float,
+        rto: float,
+        sent: float = 0.0,
     ) -> None:
         self.seq = seq
         self.type = type
@@ -46,6 +57,8 @@ class OutFrame:
         self.ops = ops  # ops carried (ENTRIES), for the counters
         self.born = born  # when its oldest op was issued, for lag
         self.rto = rto
+        self.sent = sent  # first transmission, for round-trip samples
+        self.retried = False  # sent more than once: no round-trip sample (Karn)
         self.gen = 0  # bumped at every (re)arming; older heap entries are dead
 
 
@@ -75,6 +88,9 @@ class SendStream:
         self.ops_sent = 0
         self.retransmits = 0
         self.resyncs_sent = 0
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rto = rto_s
         self.restart()
 
     def restart(self) -> None:
@@ -134,9 +150,9 @@ class SendStream:
     def _new(self, ftype: FrameType, payload: bytes, ops: int, born: float, now: float) -> OutFrame:
         seq = self.next_seq
         self.next_seq = seq + 1
-        frame = OutFrame(seq, ftype, payload, ops, born, self._rto_s)
+        frame = OutFrame(seq, ftype, payload, ops, born, self.rto, now)
         self.unacked[seq] = frame
-        heapq.heappush(self._heap, (now + self._rto_s, seq, 0))
+        heapq.heappush(self._heap, (now + self.rto, seq, 0))
         self.ops_sent += ops
         return frame
 
@@ -180,15 +196,31 @@ class SendStream:
 
     # --- acknowledgements ----------------------------------------------------------------
 
-    def acknowledge(self, ack_wire: int) -> int:
-        """Apply a cumulative ack (wire form); returns the unbounded seq it stands for."""
+    def acknowledge(self, ack_wire: int, now: float | None = None) -> int:
+        """Apply a cumulative ack (wire form); returns the unbounded seq it stands for. With
+        ``now``, the newest frame it frees that was sent once gives a round-trip sample."""
         cum = seq_from_wire(ack_wire, self.una - 1)
         if self.una <= cum < self.next_seq:
             unacked = self.unacked
+            newest: OutFrame | None = None
             for seq in range(self.una, cum + 1):
-                unacked.pop(seq, None)
+                frame = unacked.pop(seq, None)
+                if frame is not None and not frame.retried:
+                    newest = frame
             self.una = cum + 1
+            if newest is not None and now is not None:
+                self._sample(now - newest.sent)
         return cum
+
+    def _sample(self, rtt: float) -> None:
+        """RFC 6298 section 2: smoothed round trip, its variation, and the timeout."""
+        rtt = max(rtt, 0.0)
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.rto = min(max(self.srtt + 4 * self.rttvar, self._rto_s), self._rto_max_s)
 
     def selective_ack(self, cum: int, bitmap: bytes) -> None:
         """Free frames the peer holds out of order: bit i stands for seq cum + 2 + i."""
@@ -213,6 +245,7 @@ class SendStream:
                 continue
             frame.rto = min(frame.rto * 2, self._rto_max_s)
             frame.gen += 1
+            frame.retried = True
             heapq.heappush(heap, (now + frame.rto, seq, frame.gen))
             out.append(frame)
         self.retransmits += len(out)
@@ -234,6 +267,7 @@ class SendStream:
         self._heap = []
         for seq, frame in self.unacked.items():
             frame.gen += 1
-            frame.rto = self._rto_s
+            frame.retried = True
+            frame.rto = self.rto
             self._heap.append((now, seq, frame.gen))
         heapq.heapify(self._heap)

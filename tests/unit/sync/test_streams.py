@@ -141,3 +141,36 @@ def test_replay_window() -> None:
     assert window.fresh(8) and not window.fresh(3)
     window.accept(10**15)  # a big jump forgets the rest cheaply
     assert not window.fresh(10**15) and window.fresh(10**15 - 1)
+
+
+def test_the_retransmission_timeout_follows_the_round_trip() -> None:
+    """RFC 6298: a peer that acks after 0.2 s gets timeouts above 0.2 s (not the 0.05 s
+    floor), a fast one brings them back down, and a retransmitted frame gives no sample."""
+    send = SendStream(rto_s=0.05, rto_max_s=2.0, window=64, payload_cap=100)
+    assert send.rto == 0.05
+    now = 0.0
+    for _ in range(3):  # a slow receiver: every frame acked 0.2 s after it was sent
+        send.queue.append((encode_upsert(b"k", b"v"), now))
+        (sent,) = send.fill(now)
+        now += 0.2
+        send.acknowledge(seq_to_wire(sent.seq), now)
+    assert send.srtt is not None and abs(send.srtt - 0.2) < 1e-9
+    assert send.rto >= 0.2
+    send.queue.append((encode_upsert(b"k", b"v"), now))
+    (slow,) = send.fill(now)
+    assert send.due(now + 0.19) == []  # the old fixed 50 ms would have resent it long ago
+    now += 0.19
+    send.acknowledge(seq_to_wire(slow.seq), now)
+    for _ in range(40):  # a fast receiver: 1 ms round trips
+        send.queue.append((encode_upsert(b"k", b"v"), now))
+        (sent,) = send.fill(now)
+        now += 0.001
+        send.acknowledge(seq_to_wire(sent.seq), now)
+    assert send.rto == 0.05  # back at the floor
+    srtt = send.srtt
+    send.queue.append((encode_upsert(b"k", b"v"), now))
+    (lost,) = send.fill(now)
+    (again,) = send.due(now + 0.06)
+    assert again is lost and lost.retried
+    send.acknowledge(seq_to_wire(lost.seq), now + 5.0)  # ambiguous: no sample (Karn)
+    assert send.srtt == srtt
