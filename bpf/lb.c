@@ -53,6 +53,7 @@ static long (*tlb_redirect_neigh)(u32 ifindex, struct bpf_redir_neigh *params, i
 
 /* tries to find a free source port (full-NAT block, or one-arm when the client's collides) */
 #define PORT_TRIES 8
+#define TLB_PACKET_OTHERHOST 3 /* linux/if_packet.h PACKET_OTHERHOST */
 #define PORT_FIRST_DYNAMIC 1024
 
 /* hide a value from the optimiser, so a bounds mask written after a check stays in the
@@ -813,6 +814,11 @@ static __always_inline int icmp_error(struct __sk_buff *skb, struct pkt *p, u64 
 
 int tlb_ingress(struct __sk_buff *skb)
 {
+    /* a frame for another host's MAC (a switch flooding unknown unicast, e.g. after the
+     * active node's port went down) is not this node's to forward: a backup holding synced
+     * connections would otherwise answer for the active one; the stack drops it */
+    if (skb->pkt_type == TLB_PACKET_OTHERHOST)
+        return TC_ACT_OK;
     struct pkt p = {};
     if (parse(skb, &p) < 0)
         return TC_ACT_OK;
