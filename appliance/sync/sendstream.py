@@ -18,7 +18,9 @@ selective acks free frames. The first timeout of a frame follows the measured ro
 (RFC 6298: SRTT + 4 RTTVAR, at least `rto_s`, at most `rto_max_s`; samples only from frames
 sent once, Karn's rule), doubling per retry: a receiver busy applying a bulk resync acks later
 than an idle one, and a fixed short timeout would resend, and make it process, much of the
-window again.
+window again. And as TCP restarts its timer on every ack of new data (RFC 6298 5.3), a frame
+falls due only when the cumulative ack has not advanced for a timeout: while the peer works
+through a full window, the frames at its end are not resent just for having waited their turn.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class SendStream:
         self.ops_sent = 0
         self.retransmits = 0
         self.resyncs_sent = 0
+        self.last_progress = -math.inf  # when the cumulative ack last advanced
         self.srtt: float | None = None
         self.rttvar = 0.0
         self.rto = rto_s
@@ -208,8 +211,10 @@ class SendStream:
                 if frame is not None and not frame.retried:
                     newest = frame
             self.una = cum + 1
-            if newest is not None and now is not None:
-                self._sample(now - newest.sent)
+            if now is not None:
+                self.last_progress = now
+                if newest is not None:
+                    self._sample(now - newest.sent)
         return cum
 
     def _sample(self, rtt: float) -> None:
@@ -242,6 +247,11 @@ class SendStream:
             _, seq, gen = heapq.heappop(heap)
             frame = unacked.get(seq)
             if frame is None or frame.gen != gen:
+                continue
+            hold = self.last_progress + self.rto
+            if hold > now:  # the peer is acking: restart this frame's timer, resend nothing
+                frame.gen += 1
+                heapq.heappush(heap, (hold, seq, frame.gen))
                 continue
             frame.rto = min(frame.rto * 2, self._rto_max_s)
             frame.gen += 1

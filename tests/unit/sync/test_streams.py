@@ -174,3 +174,26 @@ def test_the_retransmission_timeout_follows_the_round_trip() -> None:
     assert again is lost and lost.retried
     send.acknowledge(seq_to_wire(lost.seq), now + 5.0)  # ambiguous: no sample (Karn)
     assert send.srtt == srtt
+
+
+def test_no_frame_is_resent_while_the_peer_keeps_acking() -> None:
+    """A full window to a busy peer acking one frame every 30 ms (less than the 50 ms floor):
+    the frames at the window's end have waited far longer than that, yet none is resent; once
+    the acks stop, the frames still unacked are resent a timeout later."""
+    op_size = len(encode_upsert(b"k10", b"v"))
+    send = SendStream(rto_s=0.05, rto_max_s=2.0, window=16, payload_cap=op_size)  # 1 op a frame
+    now = 0.0
+    for i in range(10, 26):
+        send.queue.append((encode_upsert(b"k%d" % i, b"v"), now))
+    frames = send.fill(now)
+    assert len(frames) == 16
+    for frame in frames[:10]:
+        now += 0.03
+        assert send.due(now) == []
+        send.acknowledge(seq_to_wire(frame.seq), now)
+    assert send.retransmits == 0
+    assert send.due(now + 0.04) == []
+    assert send.due(now + send.rto - 0.001) == []
+    resent = send.due(now + send.rto + 0.001)  # a timeout after the acks stopped
+    assert [f.seq for f in resent] == [f.seq for f in frames[10:]]
+    assert send.retransmits == 6
