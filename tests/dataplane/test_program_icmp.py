@@ -132,7 +132,11 @@ def test_time_exceeded_is_translated_too(dp: ProgramRig) -> None:
     msg = dpkt.icmp.ICMP(
         type=dpkt.icmp.ICMP_TIMEXCEED, data=dpkt.icmp.ICMP.TimeExceed(data=raw[:28])
     )
-    error = ether(dpkt.ip.IP(src=ip_bytes(EP_ROUTER), dst=ip_bytes(SNAT), p=1, ttl=64, data=msg))
+    error = ether(
+        dpkt.ip.IP(src=ip_bytes(EP_ROUTER), dst=ip_bytes(SNAT), p=1, ttl=64, data=msg),
+        src=ep_mac(EP1),
+        dst=BACK_MAC,
+    )
     result = dp.run(error, ingress="back")
     assert result.retval == TC_ACT_REDIRECT
     outer, quote = quoted(result.data)

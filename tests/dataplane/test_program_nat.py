@@ -69,6 +69,17 @@ def test_unknown_vip_passes_untouched(dp: ProgramRig) -> None:
     assert dp.conntrack() == {}
 
 
+def test_a_frame_for_another_hosts_mac_is_left_to_the_stack(dp: ProgramRig) -> None:
+    """A switch flooding unknown unicast (the active node's port went down) hands a backup
+    frames for the active's MAC: the backup must not answer for it, even for a service it has."""
+    dp.add_service(1, [Ep(EP1, 8080)])
+    flooded = ether(tcp(CLIENT, VIP, 40000, 80), dst="02:00:00:00:99:99")
+    result = dp.run(flooded)
+    assert (result.retval, result.data) == (TC_ACT_OK, flooded)
+    assert dp.conntrack() == {}
+    assert dp.run(ether(tcp(CLIENT, VIP, 40000, 80))).retval == TC_ACT_REDIRECT  # to FRONT_MAC
+
+
 def test_other_port_and_protocol_of_a_vip_pass(dp: ProgramRig) -> None:
     dp.add_service(1, [Ep(EP1, 8080)])
     for frame in (ether(tcp(CLIENT, VIP, 40000, 81)), ether(udp(CLIENT, VIP, 40000, 80))):
