@@ -119,7 +119,7 @@ class CoreConfig:
     keys: AuthKeys
     keepalive_s: float = attrs.field(default=0.5, validator=_positive)
     dead_after_s: float = attrs.field(default=2.0, validator=_positive)
-    rto_s: float = attrs.field(default=0.05, validator=_positive)
+    rto_s: float = attrs.field(default=0.2, validator=_positive)
     rto_max_s: float = attrs.field(default=1.0, validator=_positive)
     #: reliable frames in flight per peer (also the receive buffer: both sides should agree)
     window: int = attrs.field(
