@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import ipaddress
+import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -184,9 +185,18 @@ def reply_of(key: CtKey, entry: CtEntry) -> tuple[CtKey, CtEntry]:
 
 
 def timeout_ns(entry: CtEntry) -> int:
-    state = _state(int(entry.state))
+    return _timeout_of_state(int(entry.state))
+
+
+def _timeout_of_state(value: int) -> int:
+    state = _state(value)
     seconds = CT_TIMEOUT_S[state] if isinstance(state, CtState) else DEFAULT_TIMEOUT_S
     return seconds * 1_000_000_000
+
+
+#: where a raw entry keeps what the collector looks at first (no ctypes object per entry)
+_STATE_AT, _FLAGS_AT, _LAST_AT = CtEntry.state.offset, CtEntry.flags.offset, CtEntry.last_ns.offset
+_TIMEOUTS = {value: _timeout_of_state(value) for value in range(256)}
 
 
 def expired(entry: CtEntry, now_ns: int) -> bool:
@@ -392,10 +402,14 @@ class Conntrack:
         removed = 0
         live = 0
         guard = lock if lock is not None else nullcontext()
-        for key, entry in list(self.maps.conntrack.batch_items()):
-            if not expired(entry, now):
-                live += not entry.flags & CT_REPLY
+        for raw_key, raw in list(self.maps.conntrack.batch_raw()):
+            # a full table is ~250,000 entries: decide from the raw bytes, build objects only
+            # for the expired ones (the walk holds the GIL; the event loop must keep running)
+            last = int.from_bytes(raw[_LAST_AT : _LAST_AT + 8], sys.byteorder)
+            if now - last <= _TIMEOUTS[raw[_STATE_AT]]:
+                live += not raw[_FLAGS_AT] & CT_REPLY
                 continue
+            key, entry = CtKey.from_buffer_copy(raw_key), CtEntry.from_buffer_copy(raw)
             with guard:
                 gone, alive = self._collect_one(key, entry, now)
             removed += gone
