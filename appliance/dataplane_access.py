@@ -125,6 +125,8 @@ class ConntrackReplica(Protocol):
 
     def apply(self, ops: Sequence[tuple[CtKey, CtEntry | None]]) -> ApplyReport: ...
 
+    def apply_raw(self, ops: Sequence[tuple[bytes, bytes | None]]) -> ApplyReport: ...
+
     def drop_stale(self, keys: Sequence[CtKey]) -> tuple[int, int]: ...
 
 
@@ -172,21 +174,25 @@ class LockedReplica:
         return self._live().forward_raw()
 
     def apply(self, ops: Sequence[tuple[CtKey, CtEntry | None]]) -> ApplyReport:
-        """In order: runs of upserts are written with batched map updates, deletes one by one."""
+        return self.apply_raw([(bytes(k), None if e is None else bytes(e)) for k, e in ops])
+
+    def apply_raw(self, ops: Sequence[tuple[bytes, bytes | None]]) -> ApplyReport:
+        """In order, on raw `CtKey` / `CtEntry` bytes: runs of upserts are written with
+        batched map updates (`Conntrack.insert_raw`), deletes one by one."""
         written = deleted = kept = 0
         with self._lock:
             conntrack = self._live()
-            run: list[tuple[CtKey, CtEntry]] = []
+            run: list[tuple[bytes, bytes]] = []
             for key, entry in ops:
                 if entry is not None:
                     run.append((key, entry))
                     continue
                 if run:
-                    done, left = conntrack.insert_many(run, keep_local=True)
+                    done, left = conntrack.insert_raw(run, keep_local=True)
                     written, kept, run = written + done, kept + left, []
-                deleted += conntrack.delete(key)
+                deleted += conntrack.delete(CtKey.from_buffer_copy(key))
             if run:
-                done, left = conntrack.insert_many(run, keep_local=True)
+                done, left = conntrack.insert_raw(run, keep_local=True)
                 written, kept = written + done, kept + left
         return ApplyReport(written, deleted, kept)
 

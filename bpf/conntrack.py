@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import ipaddress
+import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -162,26 +163,22 @@ class CtFilter:
         )
 
 
-def _copy(entry: CtEntry) -> CtEntry:
-    return CtEntry.from_buffer_copy(bytes(entry))
-
-
 def reply_of(key: CtKey, entry: CtEntry) -> tuple[CtKey, CtEntry]:
     """The reply-direction key and entry of a forward (key, entry)."""
-    reply_key = CtKey(
-        src=entry.nat_dst,
-        dst=entry.nat_src,
-        sport=entry.nat_dport,
-        dport=entry.nat_sport,
-        proto=key.proto,
-    )
-    reply = _copy(entry)
-    reply.nat_src = key.dst
-    reply.nat_dst = key.src
-    reply.nat_sport = key.dport
-    reply.nat_dport = key.sport
+    raw = bytes(entry)
+    reply_key, back = _reply_parts(bytes(key), raw[:12])
+    reply = CtEntry.from_buffer_copy(back + raw[12:])
     reply.flags = entry.flags | CT_REPLY
-    return reply_key, reply
+    return CtKey.from_buffer_copy(reply_key), reply
+
+
+def _reply_parts(key: bytes, nat: bytes) -> tuple[bytes, bytes]:
+    """For a raw forward key and its translation tuple (source, destination, source port,
+    destination port): the reply direction's key — the translated tuple reversed — and the
+    tuple the reply translates back to — the original one reversed."""
+    reply_key = nat[4:8] + nat[0:4] + nat[10:12] + nat[8:10] + key[12:13] + bytes(3)
+    back = key[4:8] + key[0:4] + key[10:12] + key[8:10]
+    return reply_key, back
 
 
 def timeout_ns(entry: CtEntry) -> int:
@@ -197,6 +194,10 @@ def _timeout_of_state(value: int) -> int:
 #: where a raw entry keeps what the collector looks at first (no ctypes object per entry)
 _STATE_AT, _FLAGS_AT, _LAST_AT = CtEntry.state.offset, CtEntry.flags.offset, CtEntry.last_ns.offset
 _TIMEOUTS = {value: _timeout_of_state(value) for value in range(256)}
+#: a raw `CtEntry`: translation tuple, svc_id + ep_index (6 bytes), state, flags, ep_mac +
+#: fin_seen + pad + alignment (12 bytes), created_ns, last_ns, packets + bytes (16 bytes)
+_RAW = struct.Struct("=12s6sBB12sQQ16s")
+_SLOT = struct.Struct("=IH")  # svc_id, ep_index
 
 
 def expired(entry: CtEntry, now_ns: int) -> bool:
@@ -204,9 +205,13 @@ def expired(entry: CtEntry, now_ns: int) -> bool:
     return now_ns - int(entry.last_ns) > timeout_ns(entry)
 
 
-def _add(deltas: dict[tuple[int, int], int], entry: CtEntry, delta: int) -> None:
-    slot = (int(entry.svc_id), int(entry.ep_index))
+def _add_slot(deltas: dict[tuple[int, int], int], slot: tuple[int, int], delta: int) -> None:
     deltas[slot] = deltas.get(slot, 0) + delta
+
+
+def _counted_raw(entry: bytes) -> bool:
+    """`counted` on a raw entry."""
+    return not entry[_FLAGS_AT] & CT_REPLY and entry[_STATE_AT] != CtState.CLOSED
 
 
 def counted(entry: CtEntry) -> bool:
@@ -312,48 +317,57 @@ class Conntrack:
         *,
         keep_local: bool = False,
     ) -> tuple[int, int]:
-        """`insert` for many connections, written with batched map updates (a bulk resync
-        brings ~100,000). ``keep_local``: a connection this node has as its own (not learnt)
-        is left alone. Returns (written, kept)."""
+        """`insert` for many connections; see `insert_raw`."""
+        raw = [(bytes(key), bytes(entry)) for key, entry in items]
+        return self.insert_raw(raw, now_ns, keep_local=keep_local)
+
+    def insert_raw(
+        self,
+        items: Sequence[tuple[bytes, bytes]],
+        now_ns: int | None = None,
+        *,
+        keep_local: bool = False,
+    ) -> tuple[int, int]:
+        """`insert` for many connections given as raw `CtKey` / `CtEntry` bytes, written with
+        batched map updates and no ctypes object per connection (a bulk resync brings
+        ~100,000). ``keep_local``: a connection this node has as its own (not learnt) is left
+        alone. Returns (written, kept)."""
         now = time.monotonic_ns() if now_ns is None else now_ns
-        keys: list[CtKey] = []
-        values: list[CtEntry] = []
+        table = self.maps.conntrack
+        keys: list[bytes] = []
+        values: list[bytes] = []
         deltas: dict[tuple[int, int], int] = {}
         written = kept = 0
         for key, entry in items:
-            old = self.maps.conntrack.lookup(key)
-            if keep_local and old is not None and not old.flags & CT_REMOTE:
+            old = table.lookup_raw(key)
+            if keep_local and old is not None and not old[_FLAGS_AT] & CT_REMOTE:
                 kept += 1
                 continue
-            forward = _copy(entry)
-            forward.flags = (entry.flags | CT_REMOTE) & ~CT_REPLY
-            forward.last_ns = now
-            if not forward.created_ns or forward.created_ns > now:
-                forward.created_ns = now
-            if not forward.flags & CT_DSR:
-                reply_key, reply = reply_of(key, forward)
+            nat, svc_ep, state, flags, tail, created, _last, counters = _RAW.unpack(entry)
+            flags = (flags | CT_REMOTE) & ~CT_REPLY
+            if not created or created > now:
+                created = now
+            forward = _RAW.pack(nat, svc_ep, state, flags, tail, created, now, counters)
+            if not flags & CT_DSR:
+                reply_key, back = _reply_parts(key, nat)
                 keys.append(reply_key)
-                values.append(reply)
+                values.append(
+                    _RAW.pack(back, svc_ep, state, flags | CT_REPLY, tail, created, now, counters)
+                )
             keys.append(key)
             values.append(forward)
             written += 1
-            before = old is not None and counted(old)
-            if (
-                old is not None
-                and before
-                and (old.svc_id, old.ep_index)
-                != (
-                    forward.svc_id,
-                    forward.ep_index,
-                )
-            ):
-                _add(deltas, old, -1)
+            slot = _SLOT.unpack(svc_ep)
+            before = old is not None and _counted_raw(old)
+            if before and old is not None and _SLOT.unpack(old[12:18]) != slot:
+                _add_slot(deltas, _SLOT.unpack(old[12:18]), -1)
                 before = False
-            if counted(forward) and not before:
-                _add(deltas, forward, +1)
-            elif before and not counted(forward):
-                _add(deltas, forward, -1)
-        self.maps.conntrack.update_batch(keys, values)
+            now_counted = state != CtState.CLOSED
+            if now_counted and not before:
+                _add_slot(deltas, slot, +1)
+            elif before and not now_counted:
+                _add_slot(deltas, slot, -1)
+        table.update_batch(keys, values)
         for (svc_id, ep_index), delta in deltas.items():
             if delta:
                 self._add_active_index(svc_id, ep_index, delta)

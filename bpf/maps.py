@@ -101,34 +101,35 @@ class BpfMap(_MapFd[K, V]):
             return None
         return value
 
+    def lookup_raw(self, key: bytes) -> bytes | None:
+        """`lookup` on raw key bytes, answering raw value bytes (no ctypes object each)."""
+        value = ctypes.create_string_buffer(ctypes.sizeof(self.value_type))
+        if _lib().bpf_lookup_elem(self.fd, key, value) != 0:
+            return None
+        return value.raw
+
     def update(self, key: K, value: V, flags: int = BPF_ANY) -> None:
         ret = _lib().bpf_update_elem(self.fd, ctypes.byref(key), ctypes.byref(value), flags)
         _check(int(ret), "update", self.name)
 
-    def update_batch(self, keys: Sequence[K], values: Sequence[V]) -> None:
-        """Write many entries with a few system calls (BPF_MAP_UPDATE_BATCH), in order; one
-        by one where the kernel cannot batch this map."""
+    def update_batch(self, keys: Sequence[bytes], values: Sequence[bytes]) -> None:
+        """Write many entries, given as raw key and value bytes, with a few system calls
+        (BPF_MAP_UPDATE_BATCH), in order; one by one where the kernel cannot batch this map."""
         lib = _lib()
+        key_size, value_size = ctypes.sizeof(self.key_type), ctypes.sizeof(self.value_type)
         for start in range(0, len(keys), UPDATE_CHUNK):
-            chunk_keys = keys[start : start + UPDATE_CHUNK]
-            chunk_values = values[start : start + UPDATE_CHUNK]
-            key_array = (self.key_type * len(chunk_keys)).from_buffer_copy(
-                b"".join(bytes(k) for k in chunk_keys)
-            )
-            value_array = (self.value_type * len(chunk_values)).from_buffer_copy(
-                b"".join(bytes(v) for v in chunk_values)
-            )
-            count = ctypes.c_uint32(len(chunk_keys))
-            ret = int(
-                lib.bpf_update_batch(
-                    self.fd, ctypes.byref(key_array), ctypes.byref(value_array), ctypes.byref(count)
-                )
-            )
+            chunk_keys = b"".join(keys[start : start + UPDATE_CHUNK])
+            chunk_values = b"".join(values[start : start + UPDATE_CHUNK])
+            total = len(chunk_keys) // key_size
+            count = ctypes.c_uint32(total)
+            ret = int(lib.bpf_update_batch(self.fd, chunk_keys, chunk_values, ctypes.byref(count)))
             if ret == 0:
                 continue
-            done = count.value if 0 < count.value < len(chunk_keys) else 0
-            for key, value in zip(chunk_keys[done:], chunk_values[done:], strict=True):
-                self.update(key, value)
+            done = count.value if 0 < count.value < total else 0
+            for i in range(done, total):
+                key = chunk_keys[i * key_size : (i + 1) * key_size]
+                value = chunk_values[i * value_size : (i + 1) * value_size]
+                _check(int(lib.bpf_update_elem(self.fd, key, value, BPF_ANY)), "update", self.name)
 
     def delete(self, key: K) -> bool:
         """Remove ``key``; False when it was not there."""

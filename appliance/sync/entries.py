@@ -83,6 +83,11 @@ class Decoder:
         }
 
     def __call__(self, key: bytes, value: bytes, now_ns: int) -> tuple[CtKey, CtEntry]:
+        raw_key, raw_entry = self.raw(key, value, now_ns)
+        return CtKey.from_buffer_copy(raw_key), CtEntry.from_buffer_copy(raw_entry)
+
+    def raw(self, key: bytes, value: bytes, now_ns: int) -> tuple[bytes, bytes]:
+        """The same as raw `CtKey` and `CtEntry` bytes (a resync applies ~100,000)."""
         if len(key) != KEY.size or len(value) != VALUE.size:
             raise EntryError("malformed", f"key {len(key)} bytes, value {len(value)} bytes")
         _, vip, _, vport, proto = KEY.unpack(key)
@@ -107,7 +112,7 @@ class Decoder:
             0,
             0,
         )
-        return CtKey.from_buffer_copy(key + _KEY_PAD), CtEntry.from_buffer_copy(raw)
+        return key + _KEY_PAD, raw
 
 
 def encode(key: CtKey, entry: CtEntry, identity: Identity, now_ns: int) -> tuple[bytes, bytes]:

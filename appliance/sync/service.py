@@ -36,7 +36,7 @@ from appliance.state import StateStore
 from appliance.structlog import get_logger
 from bpf.conntrack import ConnEvent, EventType
 from bpf.identity import Identity
-from bpf.layout import CtEntry, CtKey
+from bpf.layout import CtKey
 
 from . import entries
 from .core import (
@@ -283,7 +283,7 @@ class SyncService:
 
         def work() -> tuple[int, int, int]:
             now_ns = time.monotonic_ns()
-            ops: list[tuple[CtKey, CtEntry | None]] = []
+            ops: list[tuple[bytes, bytes | None]] = []
             stale: list[CtKey] = []
             for key, value in batch:
                 if value is STALE:
@@ -294,13 +294,13 @@ class SyncService:
                     if len(key) != entries.KEY.size:
                         skipped["malformed"] += 1
                         continue
-                    ops.append((CtKey.from_buffer_copy(key + bytes(3)), None))
+                    ops.append((key + bytes(3), None))
                     continue
                 try:
-                    ops.append(decode(key, value, now_ns))
+                    ops.append(decode.raw(key, value, now_ns))
                 except entries.EntryError as exc:
                     skipped[exc.reason] += 1
-            report = replica.apply(ops)
+            report = replica.apply_raw(ops)
             dropped, kept = replica.drop_stale(stale) if stale else (0, 0)
             skipped["stale-kept"] += kept
             return report.written, report.deleted + dropped, report.kept_local

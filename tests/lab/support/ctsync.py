@@ -35,6 +35,7 @@ import yaml
 from appliance.lab.api import LabHandle
 from tests.lab.support import polling
 from tests.lab.support.bird_configs import BirdRoute, parse_routes
+from tests.lab.support.dataplane import ToolRun
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
 NODES = ("node1", "node2")
@@ -189,46 +190,37 @@ def tool_argv(command: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "tests.lab.support.ctsync", command, *args]
 
 
-class Streams:
+class Streams(ToolRun):
     """A ``streams`` tool running in the client: ``count`` echo streams to ``target``."""
 
     def __init__(
         self, handle: LabHandle, workdir: Path, name: str, target: str, count: int
     ) -> None:
-        self.handle = handle
-        self.name = name
+        super().__init__(handle, workdir, name)
         self.count = count
-        self.status_path = workdir / f"{name}.status.json"
-        self.control_path = workdir / f"{name}.control.json"
-        argv = tool_argv(
-            "streams",
-            f"--target={target}",
-            f"--count={count}",
-            f"--status={self.status_path}",
-            f"--control={self.control_path}",
+        self.spawn(
+            tool_argv(
+                "streams",
+                f"--target={target}",
+                f"--count={count}",
+                f"--status={self.status_path}",
+                f"--control={self.control_path}",
+            )
         )
-        handle.spawn("client", name, argv)
-
-    def status(self) -> dict[str, Any] | None:
-        try:
-            value: dict[str, Any] = json.loads(self.status_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-        return value
 
     def describe(self) -> str:
         status = self.status()
         summary = {k: v for k, v in (status or {}).items() if k != "streams"}
-        return f"{summary}\n{self.handle.log_tail(self.name, 10)}"
+        return f"{summary}\n{self.log()}"
 
     def wait(
-        self, what: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT_S
+        self,
+        what: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = WAIT_S,
+        interval: float = 0.25,
     ) -> dict[str, Any]:
-        def probe() -> dict[str, Any] | None:
-            status = self.status()
-            return status if status is not None and predicate(status) else None
-
-        return polling.wait_for(probe, what, timeout, describe=self.describe, interval=0.25)
+        return super().wait(what, predicate, timeout, interval)
 
     def wait_connected(self) -> dict[str, Any]:
         return self.wait(
@@ -261,9 +253,7 @@ class Streams:
 
     def stop(self) -> dict[str, Any]:
         """Stop sending, let the outstanding echoes arrive; the final report."""
-        tmp = self.control_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"stop": True}))
-        tmp.replace(self.control_path)
+        self.control(stop=True)
         return self.wait("the streams to stop", lambda s: s["done"], STOP_DRAIN_S + WAIT_S)
 
 

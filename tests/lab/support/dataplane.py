@@ -278,26 +278,18 @@ def failures(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in results if not r["ok"]]
 
 
-class Streams:
-    """A ``streams`` tool running in the client: long-lived echo connections to ``target``,
-    one sequence-numbered message per stream per round, until told to stop."""
+class ToolRun:
+    """A traffic tool spawned in a lab namespace that reports through a status JSON file and
+    takes commands from a control file (both in ``workdir``)."""
 
-    def __init__(
-        self, handle: LabHandle, workdir: Path, name: str, target: str, count: int
-    ) -> None:
+    def __init__(self, handle: LabHandle, workdir: Path, name: str) -> None:
         self.handle = handle
         self.name = name
         self.status_path = workdir / f"{name}.status.json"
         self.control_path = workdir / f"{name}.control.json"
-        argv = tool_argv(
-            "streams",
-            f"--target={target}",
-            f"--count={count}",
-            f"--status={self.status_path}",
-            f"--control={self.control_path}",
-        )
-        handle.spawn("client", name, argv)
-        self.wait("the streams to connect", lambda s: s["rounds"] >= 1)
+
+    def spawn(self, argv: Sequence[str], host: str = "client") -> None:
+        self.handle.spawn(host, self.name, list(argv))
 
     def status(self) -> dict[str, Any] | None:
         try:
@@ -306,19 +298,49 @@ class Streams:
             return None
         return value
 
+    def describe(self) -> str:
+        return f"{self.status()}\n{self.log()}"
+
+    def log(self) -> str:
+        return self.handle.log_tail(self.name, 10)
+
     def wait(
-        self, what: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT_S
+        self,
+        what: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = WAIT_S,
+        interval: float = polling.POLL_INTERVAL,
     ) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             status = self.status()
             return status if status is not None and predicate(status) else None
 
-        return polling.wait_for(
-            probe, what, timeout, describe=lambda: f"{self.status()}\n{self.log()}"
-        )
+        return polling.wait_for(probe, what, timeout, describe=self.describe, interval=interval)
 
-    def log(self) -> str:
-        return self.handle.log_tail(self.name, 10)
+    def control(self, **command: Any) -> None:
+        tmp = self.control_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(command))
+        tmp.replace(self.control_path)
+
+
+class Streams(ToolRun):
+    """A ``streams`` tool running in the client: long-lived echo connections to ``target``,
+    one sequence-numbered message per stream per round, until told to stop."""
+
+    def __init__(
+        self, handle: LabHandle, workdir: Path, name: str, target: str, count: int
+    ) -> None:
+        super().__init__(handle, workdir, name)
+        self.spawn(
+            tool_argv(
+                "streams",
+                f"--target={target}",
+                f"--count={count}",
+                f"--status={self.status_path}",
+                f"--control={self.control_path}",
+            )
+        )
+        self.wait("the streams to connect", lambda s: s["rounds"] >= 1)
 
     def ports(self) -> list[int]:
         status = self.status()
@@ -331,11 +353,6 @@ class Streams:
         assert status is not None
         start = int(status["rounds"])
         return self.wait(what, lambda s: s["rounds"] >= start + rounds or s["done"])
-
-    def control(self, **command: Any) -> None:
-        tmp = self.control_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(command))
-        tmp.replace(self.control_path)
 
     def close(self, ports: Iterable[int]) -> None:
         wanted = sorted(ports)
