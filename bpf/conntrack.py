@@ -338,8 +338,9 @@ class Conntrack:
         values: list[bytes] = []
         deltas: dict[tuple[int, int], int] = {}
         written = kept = 0
+        buffer = ctypes.create_string_buffer(table.value_size)
         for key, entry in items:
-            old = table.lookup_raw(key)
+            old = table.lookup_raw(key, buffer)
             if keep_local and old is not None and not old[_FLAGS_AT] & CT_REMOTE:
                 kept += 1
                 continue

@@ -101,12 +101,19 @@ class BpfMap(_MapFd[K, V]):
             return None
         return value
 
-    def lookup_raw(self, key: bytes) -> bytes | None:
-        """`lookup` on raw key bytes, answering raw value bytes (no ctypes object each)."""
-        value = ctypes.create_string_buffer(ctypes.sizeof(self.value_type))
+    def lookup_raw(
+        self, key: bytes, into: ctypes.Array[ctypes.c_char] | None = None
+    ) -> bytes | None:
+        """`lookup` on raw key bytes, answering raw value bytes (no ctypes object each);
+        ``into``: a buffer of the value's size to reuse (a loop over many keys)."""
+        value = into if into is not None else ctypes.create_string_buffer(self.value_size)
         if _lib().bpf_lookup_elem(self.fd, key, value) != 0:
             return None
         return value.raw
+
+    @property
+    def value_size(self) -> int:
+        return ctypes.sizeof(self.value_type)
 
     def update(self, key: K, value: V, flags: int = BPF_ANY) -> None:
         ret = _lib().bpf_update_elem(self.fd, ctypes.byref(key), ctypes.byref(value), flags)

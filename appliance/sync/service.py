@@ -60,7 +60,7 @@ __all__ = ["SyncService", "peer_addr"]
 log = get_logger("sync")
 
 STATUS_INTERVAL_S = 0.5
-APPLY_BATCH = 4096
+APPLY_BATCH = 16_384
 RECEIVE_SIZE = 65_535
 SOCKET_BUFFER = 16 << 20
 #: Linux socket options the socket module does not name (asm-generic/socket.h)
