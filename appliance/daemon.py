@@ -118,9 +118,7 @@ class Daemon:
                 intent = IntentController(self.store, state_dir)
                 await supervisor.start(ServiceSpec("intent", intent.run, critical=True))
                 if self.options.boot:  # compiles and attaches eBPF: never in-process tests
-                    dataplane = DataplaneService(
-                        self.store, cfg.node.name, cfg.node.id, cfg.interfaces
-                    )
+                    dataplane = DataplaneService(self.store, cfg.node.name, cfg.node.id)
                     await supervisor.start(ServiceSpec("dataplane", dataplane.run))
                     if cfg.sync is not None:  # replicates the dataplane's connections
                         sync = SyncService(cfg.sync, cfg.node.id, self.store)

@@ -38,7 +38,6 @@ from bpf.source import LB_SOURCE
 
 from . import boot
 from .config import Config
-from .config.model import Interfaces
 from .dataplane_access import (
     LockedReplica,
     publish_conntrack,
@@ -80,14 +79,11 @@ DATAPLANE_STATUS = StateKey[DataplaneStatus]("dataplane/status")
 def intent_vips(
     cfg: Config, intent: NodeIntent | None
 ) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Every VIP and floating source the node may hold: never taken as an interface's own
-    (one-arm SNAT) address."""
+    """Every VIP (explicit, from a pool, or an HA group's) and floating source the node may
+    hold: never taken as an interface's own (one-arm SNAT) address."""
     vips: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = {
         s.source for s in cfg.services if s.source is not None
     }
-    vips.update(s.vip for s in cfg.services if s.vip is not None)
-    if cfg.ha is not None:
-        vips.update(v for g in cfg.ha.groups for v in g.vips)
     if intent is not None:
         vips.update(s.vip for s in intent.services if s.vip is not None)
         vips.update(v for _, group in intent.group_vips for v in group)
@@ -100,7 +96,6 @@ class DataplaneService:
         store: StateStore,
         node_name: str,
         node_id: int,
-        interfaces_config: Interfaces,
         *,
         source: Path = LB_SOURCE,
         pin_root: Path = PIN_ROOT,
@@ -113,7 +108,6 @@ class DataplaneService:
         self._store = store
         self._node = node_name
         self._node_id = node_id
-        self._interfaces = interfaces_config
         self._source = source
         self._pin_root = pin_root
         self._netns = netns

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import trio
 
 from appliance.config.model import Config, Sync
+from appliance.dataplane import DATAPLANE_STATUS
 from appliance.dataplane_access import DATAPLANE_REPLICA, ConntrackReplica, DataplaneStopped
 from appliance.ha.keyfile import read_auth_keys
 from appliance.keys import SYNC_RESYNCED, each_reload
@@ -82,9 +83,10 @@ class SyncService:
         self._core: SyncCore | None = None
         self._sock: socket.socket | None = None  # non-blocking; trio waits on it to read
         self._wake = trio.Event()
+        #: received changes in the peers' order, for the apply task
         self._applies: tuple[
-            trio.MemorySendChannel[tuple[PeerAddr, tuple[tuple[bytes, bytes | None], ...]]],
-            trio.MemoryReceiveChannel[tuple[PeerAddr, tuple[tuple[bytes, bytes | None], ...]]],
+            trio.MemorySendChannel[tuple[tuple[bytes, bytes | None], ...]],
+            trio.MemoryReceiveChannel[tuple[tuple[bytes, bytes | None], ...]],
         ] = trio.open_memory_channel(1_000_000)
         self._nursery: trio.Nursery | None = None
         self._replica: ConntrackReplica | None = None
@@ -145,9 +147,9 @@ class SyncService:
                 log.debug("sync_send_failed", peer=f"{peer[0]}:{peer[1]}", error=str(exc))
         while (event := core.next_event()) is not None:
             if isinstance(event, Apply):
-                self._applies[0].send_nowait((event.peer, event.ops))
+                self._applies[0].send_nowait(event.ops)
             elif isinstance(event, Stale):
-                self._applies[0].send_nowait((event.peer, tuple((k, STALE) for k in event.keys)))
+                self._applies[0].send_nowait(tuple((k, STALE) for k in event.keys))
             elif isinstance(event, SnapshotWanted):
                 self._snapshot(event.peer)
             elif isinstance(event, JoinDone):
@@ -262,11 +264,10 @@ class SyncService:
         """Write received entries to the dataplane in the order they came, batched."""
         receive = self._applies[1]
         while True:
-            _, ops = await receive.receive()
-            batch = list(ops)
+            batch = list(await receive.receive())
             while len(batch) < APPLY_BATCH:
                 try:
-                    batch.extend(receive.receive_nowait()[1])
+                    batch.extend(receive.receive_nowait())
                 except trio.WouldBlock:
                     break
             replica = self._replica or self._store.get(DATAPLANE_REPLICA)
@@ -366,8 +367,6 @@ class SyncService:
             await trio.sleep(STATUS_INTERVAL_S)
 
     def _events_lost(self) -> int:
-        from appliance.dataplane import DATAPLANE_STATUS  # the dataplane imports access, not us
-
         status = self._store.get(DATAPLANE_STATUS)
         return status.events_dropped if status is not None else 0
 

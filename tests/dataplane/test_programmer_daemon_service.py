@@ -54,7 +54,6 @@ async def test_service_attaches_reconciles_and_follows_changes(
         store,
         node,
         1,
-        cfg.interfaces,
         source=stub_source,
         netns=veth_ns,
         link_poll_s=0.1,
