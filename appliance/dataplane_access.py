@@ -27,12 +27,14 @@ import trio
 from bpf.conntrack import ConnEvent, Conntrack, CtFilter, CtRecord
 from bpf.identity import Identity
 from bpf.layout import CT_REMOTE, CtEntry, CtKey
+from bpf.records import Records, of_pairs
 
 from .state import StateKey, StateStore
 
 __all__ = [
     "DATAPLANE_CONNTRACK",
     "DATAPLANE_REPLICA",
+    "ApplyOp",
     "ApplyReport",
     "ConntrackReader",
     "ConntrackReplica",
@@ -114,6 +116,12 @@ class ApplyReport:
     kept_local: int = 0
 
 
+#: what `ConntrackReplica.apply_records` takes, in order: a run of learnt connections (record
+#: arrays of their forward keys and entries, `bpf.records`), or the forward key (raw `CtKey`
+#: bytes) of a connection that ended
+ApplyOp = tuple[Records, Records] | bytes
+
+
 class ConntrackReplica(Protocol):
     def identity(self) -> Identity: ...
 
@@ -125,7 +133,7 @@ class ConntrackReplica(Protocol):
 
     def apply(self, ops: Sequence[tuple[CtKey, CtEntry | None]]) -> ApplyReport: ...
 
-    def apply_raw(self, ops: Sequence[tuple[bytes, bytes | None]]) -> ApplyReport: ...
+    def apply_records(self, ops: Sequence[ApplyOp]) -> ApplyReport: ...
 
     def drop_stale(self, keys: Sequence[CtKey]) -> tuple[int, int]: ...
 
@@ -174,25 +182,32 @@ class LockedReplica:
         return self._live().forward_raw()
 
     def apply(self, ops: Sequence[tuple[CtKey, CtEntry | None]]) -> ApplyReport:
-        return self.apply_raw([(bytes(k), None if e is None else bytes(e)) for k, e in ops])
+        """`apply_records` for (key, entry) pairs; a None entry deletes."""
+        runs: list[ApplyOp] = []
+        pending: list[tuple[CtKey, CtEntry]] = []
+        for key, entry in ops:
+            if entry is not None:
+                pending.append((key, entry))
+                continue
+            if pending:
+                runs.append(of_pairs(pending))
+                pending = []
+            runs.append(bytes(key))
+        if pending:
+            runs.append(of_pairs(pending))
+        return self.apply_records(runs)
 
-    def apply_raw(self, ops: Sequence[tuple[bytes, bytes | None]]) -> ApplyReport:
-        """In order, on raw `CtKey` / `CtEntry` bytes: runs of upserts are written with
-        batched map updates (`Conntrack.insert_raw`), deletes one by one."""
+    def apply_records(self, ops: Sequence[ApplyOp]) -> ApplyReport:
+        """In order: runs of learnt connections are written with batched map updates
+        (`Conntrack.insert_records`), deletes one by one."""
         written = deleted = kept = 0
         with self._lock:
             conntrack = self._live()
-            run: list[tuple[bytes, bytes]] = []
-            for key, entry in ops:
-                if entry is not None:
-                    run.append((key, entry))
+            for op in ops:
+                if isinstance(op, bytes):
+                    deleted += conntrack.delete(CtKey.from_buffer_copy(op))
                     continue
-                if run:
-                    done, left = conntrack.insert_raw(run, keep_local=True)
-                    written, kept, run = written + done, kept + left, []
-                deleted += conntrack.delete(CtKey.from_buffer_copy(key))
-            if run:
-                done, left = conntrack.insert_raw(run, keep_local=True)
+                done, left = conntrack.insert_records(*op, keep_local=True)
                 written, kept = written + done, kept + left
         return ApplyReport(written, deleted, kept)
 

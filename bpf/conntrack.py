@@ -30,6 +30,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import attrs
+import numpy as np
 
 from .layout import (
     CT_DSR,
@@ -50,6 +51,7 @@ from .layout import (
     from_be32,
 )
 from .maps import Maps
+from .records import KEY_DTYPE, Records, of_pairs
 
 __all__ = [
     "ConnEvent",
@@ -163,22 +165,46 @@ class CtFilter:
         )
 
 
+#: the reply rule, one field at a time: the reply direction's key is the translated tuple
+#: reversed (its fields taken from the forward entry's), and the reply entry translates back to
+#: the original tuple reversed (its translation taken from the forward key's fields)
+_REPLY_KEY = (
+    ("src", "nat_dst"),
+    ("dst", "nat_src"),
+    ("sport", "nat_dport"),
+    ("dport", "nat_sport"),
+)
+_REPLY_NAT = (
+    ("nat_src", "dst"),
+    ("nat_dst", "src"),
+    ("nat_sport", "dport"),
+    ("nat_dport", "sport"),
+)
+
+
 def reply_of(key: CtKey, entry: CtEntry) -> tuple[CtKey, CtEntry]:
     """The reply-direction key and entry of a forward (key, entry)."""
-    raw = bytes(entry)
-    reply_key, back = _reply_parts(bytes(key), raw[:12])
-    reply = CtEntry.from_buffer_copy(back + raw[12:])
+    reply_key = CtKey(proto=key.proto)
+    reply = CtEntry.from_buffer_copy(entry)
+    for field, source in _REPLY_KEY:
+        setattr(reply_key, field, getattr(entry, source))
+    for field, source in _REPLY_NAT:
+        setattr(reply, field, getattr(key, source))
     reply.flags = entry.flags | CT_REPLY
-    return CtKey.from_buffer_copy(reply_key), reply
+    return reply_key, reply
 
 
-def _reply_parts(key: bytes, nat: bytes) -> tuple[bytes, bytes]:
-    """For a raw forward key and its translation tuple (source, destination, source port,
-    destination port): the reply direction's key — the translated tuple reversed — and the
-    tuple the reply translates back to — the original one reversed."""
-    reply_key = nat[4:8] + nat[0:4] + nat[10:12] + nat[8:10] + key[12:13] + bytes(3)
-    back = key[4:8] + key[0:4] + key[10:12] + key[8:10]
-    return reply_key, back
+def replies_of(keys: Records, entries: Records) -> tuple[Records, Records]:
+    """`reply_of` for arrays of forward keys and entries."""
+    reply_keys = np.zeros(len(keys), KEY_DTYPE)
+    reply_keys["proto"] = keys["proto"]
+    replies = entries.copy()
+    for field, source in _REPLY_KEY:
+        reply_keys[field] = entries[source]
+    for field, source in _REPLY_NAT:
+        replies[field] = keys[source]
+    replies["flags"] |= CT_REPLY
+    return reply_keys, replies
 
 
 def timeout_ns(entry: CtEntry) -> int:
@@ -194,10 +220,8 @@ def _timeout_of_state(value: int) -> int:
 #: where a raw entry keeps what the collector looks at first (no ctypes object per entry)
 _STATE_AT, _FLAGS_AT, _LAST_AT = CtEntry.state.offset, CtEntry.flags.offset, CtEntry.last_ns.offset
 _TIMEOUTS = {value: _timeout_of_state(value) for value in range(256)}
-#: a raw `CtEntry`: translation tuple, svc_id + ep_index (6 bytes), state, flags, ep_mac +
-#: fin_seen + pad + alignment (12 bytes), created_ns, last_ns, packets + bytes (16 bytes)
-_RAW = struct.Struct("=12s6sBB12sQQ16s")
-_SLOT = struct.Struct("=IH")  # svc_id, ep_index
+_SLOT = struct.Struct("=IH")  # a raw entry's svc_id, ep_index
+_SLOT_AT = CtEntry.svc_id.offset
 
 
 def expired(entry: CtEntry, now_ns: int) -> bool:
@@ -212,6 +236,48 @@ def _add_slot(deltas: dict[tuple[int, int], int], slot: tuple[int, int], delta: 
 def _counted_raw(entry: bytes) -> bool:
     """`counted` on a raw entry."""
     return not entry[_FLAGS_AT] & CT_REPLY and entry[_STATE_AT] != CtState.CLOSED
+
+
+def _last_of_each(keys: Records, entries: Records) -> tuple[Records, Records]:
+    """The records with each key once, at its last occurrence, in their order."""
+    if len(keys) < 2:
+        return keys, entries
+    flat = keys.view(np.dtype((np.void, KEY_DTYPE.itemsize)))
+    _, first_from_end = np.unique(flat[::-1], return_index=True)
+    if len(first_from_end) == len(keys):
+        return keys, entries
+    last = np.sort(len(keys) - 1 - first_from_end)
+    return keys[last], entries[last]
+
+
+def _active_deltas(
+    forward: Records, write: np.ndarray[Any, np.dtype[np.bool_]], replaced: list[tuple[int, bytes]]
+) -> dict[tuple[int, int], int]:
+    """The ``ep_active`` changes of writing ``forward[write]``, where ``replaced`` are the
+    written-over connections (index, old raw entry): a new connection counts when not closed;
+    a replaced one moves its count when its endpoint or its closed state changes."""
+    deltas: dict[tuple[int, int], int] = {}
+    fresh = write.copy()
+    for index, _ in replaced:
+        fresh[index] = False
+    counts = fresh & (forward["state"] != CtState.CLOSED)
+    slots = (forward["svc_id"].astype(np.uint64) << np.uint64(16)) | forward["ep_index"]
+    for slot, count in zip(*np.unique(slots[counts], return_counts=True), strict=True):
+        _add_slot(deltas, (int(slot) >> 16, int(slot) & 0xFFFF), int(count))
+    for index, old in replaced:
+        record = forward[index]
+        slot = (int(record["svc_id"]), int(record["ep_index"]))
+        before = _counted_raw(old)
+        was = _SLOT.unpack_from(old, _SLOT_AT)
+        if before and was != slot:
+            _add_slot(deltas, was, -1)
+            before = False
+        now_counted = int(record["state"]) != CtState.CLOSED
+        if now_counted and not before:
+            _add_slot(deltas, slot, +1)
+        elif before and not now_counted:
+            _add_slot(deltas, slot, -1)
+    return deltas
 
 
 def counted(entry: CtEntry) -> bool:
@@ -317,62 +383,55 @@ class Conntrack:
         *,
         keep_local: bool = False,
     ) -> tuple[int, int]:
-        """`insert` for many connections; see `insert_raw`."""
-        raw = [(bytes(key), bytes(entry)) for key, entry in items]
-        return self.insert_raw(raw, now_ns, keep_local=keep_local)
+        """`insert` for many connections; see `insert_records`."""
+        return self.insert_records(*of_pairs(items), now_ns, keep_local=keep_local)
 
-    def insert_raw(
+    def insert_records(
         self,
-        items: Sequence[tuple[bytes, bytes]],
+        keys: Records,
+        entries: Records,
         now_ns: int | None = None,
         *,
         keep_local: bool = False,
     ) -> tuple[int, int]:
-        """`insert` for many connections given as raw `CtKey` / `CtEntry` bytes, written with
-        batched map updates and no ctypes object per connection (a bulk resync brings
-        ~100,000). ``keep_local``: a connection this node has as its own (not learnt) is left
-        alone. Returns (written, kept)."""
+        """`insert` for many connections given as record arrays (`bpf.records`), written
+        with batched map updates and no Python object per connection (a bulk resync brings
+        ~100,000); a key given twice is written with its last entry. ``keep_local``: a
+        connection this node has as its own (not learnt) is left alone. Returns (written,
+        kept)."""
         now = time.monotonic_ns() if now_ns is None else now_ns
+        keys, entries = _last_of_each(keys, entries)
         table = self.maps.conntrack
-        keys: list[bytes] = []
-        values: list[bytes] = []
-        deltas: dict[tuple[int, int], int] = {}
-        written = kept = 0
+        write = np.ones(len(keys), dtype=bool)
+        replaced: list[tuple[int, bytes]] = []  # (index, old entry) of connections present
         buffer = ctypes.create_string_buffer(table.value_size)
-        for key, entry in items:
-            old = table.lookup_raw(key, buffer)
-            if keep_local and old is not None and not old[_FLAGS_AT] & CT_REMOTE:
-                kept += 1
+        raw_keys, size = keys.tobytes(), KEY_DTYPE.itemsize
+        lookup = table.lookup_raw
+        for index in range(len(keys)):
+            old = lookup(raw_keys[index * size : (index + 1) * size], buffer)
+            if old is None:
                 continue
-            nat, svc_ep, state, flags, tail, created, _last, counters = _RAW.unpack(entry)
-            flags = (flags | CT_REMOTE) & ~CT_REPLY
-            if not created or created > now:
-                created = now
-            forward = _RAW.pack(nat, svc_ep, state, flags, tail, created, now, counters)
-            if not flags & CT_DSR:
-                reply_key, back = _reply_parts(key, nat)
-                keys.append(reply_key)
-                values.append(
-                    _RAW.pack(back, svc_ep, state, flags | CT_REPLY, tail, created, now, counters)
-                )
-            keys.append(key)
-            values.append(forward)
-            written += 1
-            slot = _SLOT.unpack(svc_ep)
-            before = old is not None and _counted_raw(old)
-            if before and old is not None and _SLOT.unpack(old[12:18]) != slot:
-                _add_slot(deltas, _SLOT.unpack(old[12:18]), -1)
-                before = False
-            now_counted = state != CtState.CLOSED
-            if now_counted and not before:
-                _add_slot(deltas, slot, +1)
-            elif before and not now_counted:
-                _add_slot(deltas, slot, -1)
-        table.update_batch(keys, values)
+            if keep_local and not old[_FLAGS_AT] & CT_REMOTE:
+                write[index] = False
+            else:
+                replaced.append((index, old))
+        forward = entries.copy()
+        forward["flags"] = (forward["flags"] | CT_REMOTE) & (0xFF ^ CT_REPLY)
+        created = forward["created_ns"]
+        created[(created == 0) | (created > now)] = now
+        forward["last_ns"] = now
+        deltas = _active_deltas(forward, write, replaced)
+        keys, forward = keys[write], forward[write]
+        direct = (forward["flags"] & CT_DSR) == 0
+        reply_keys, replies = replies_of(keys[direct], forward[direct])
+        table.update_batch(
+            np.concatenate([reply_keys, keys]).tobytes(),
+            np.concatenate([replies, forward]).tobytes(),
+        )
         for (svc_id, ep_index), delta in deltas.items():
             if delta:
                 self._add_active_index(svc_id, ep_index, delta)
-        return written, kept
+        return len(keys), int(np.count_nonzero(~write))
 
     def delete(self, key: CtKey) -> bool:
         """Remove a connection (both entries) by its forward key; False if it was absent."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
@@ -38,14 +38,34 @@ BPF_NOEXIST = 1
 BPF_EXIST = 2
 
 
+_LIBS: list[Any] = []
+
+
 def _lib() -> Any:
     """libbcc (which carries libbpf's map calls), with the signatures we need declared."""
-    from bcc.libbcc import lib
+    if not _LIBS:
+        from bcc.libbcc import lib
 
-    if getattr(lib.bpf_obj_get, "restype", None) is not ctypes.c_int:
         lib.bpf_obj_get.restype = ctypes.c_int
         lib.bpf_obj_get.argtypes = [ctypes.c_char_p]
-    return lib
+        _LIBS.append(lib)
+    return _LIBS[0]
+
+
+_HOLDING: list[Any] = []
+
+
+def _lookup_holding_gil() -> Any:
+    """libbpf's element lookup called without releasing the GIL: a lookup is a short system
+    call, and a worker thread looking up many keys one by one would otherwise hand the GIL to
+    the event loop at every key and wait to get it back (a convoy that made a bulk apply
+    several times slower than its system calls)."""
+    if not _HOLDING:
+        call = ctypes.PyDLL("libbpf.so.1").bpf_map_lookup_elem
+        call.restype = ctypes.c_int
+        call.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        _HOLDING.append(call)
+    return _HOLDING[0]
 
 
 def _check(ret: int, what: str, name: str) -> None:
@@ -107,7 +127,7 @@ class BpfMap(_MapFd[K, V]):
         """`lookup` on raw key bytes, answering raw value bytes (no ctypes object each);
         ``into``: a buffer of the value's size to reuse (a loop over many keys)."""
         value = into if into is not None else ctypes.create_string_buffer(self.value_size)
-        if _lib().bpf_lookup_elem(self.fd, key, value) != 0:
+        if _lookup_holding_gil()(self.fd, key, value) != 0:
             return None
         return value.raw
 
@@ -119,21 +139,25 @@ class BpfMap(_MapFd[K, V]):
         ret = _lib().bpf_update_elem(self.fd, ctypes.byref(key), ctypes.byref(value), flags)
         _check(int(ret), "update", self.name)
 
-    def update_batch(self, keys: Sequence[bytes], values: Sequence[bytes]) -> None:
-        """Write many entries, given as raw key and value bytes, with a few system calls
-        (BPF_MAP_UPDATE_BATCH), in order; one by one where the kernel cannot batch this map."""
+    def update_batch(self, keys: bytes, values: bytes) -> None:
+        """Write many entries, given as their raw keys and values laid end to end, with a few
+        system calls (BPF_MAP_UPDATE_BATCH), in order; one by one where the kernel cannot
+        batch this map."""
         lib = _lib()
         key_size, value_size = ctypes.sizeof(self.key_type), ctypes.sizeof(self.value_type)
-        for start in range(0, len(keys), UPDATE_CHUNK):
-            chunk_keys = b"".join(keys[start : start + UPDATE_CHUNK])
-            chunk_values = b"".join(values[start : start + UPDATE_CHUNK])
-            total = len(chunk_keys) // key_size
-            count = ctypes.c_uint32(total)
+        total = len(keys) // key_size
+        if len(keys) != total * key_size or len(values) != total * value_size:
+            raise ValueError(f"update_batch on map {self.name}: keys and values do not pair up")
+        for start in range(0, total, UPDATE_CHUNK):
+            chunk = min(UPDATE_CHUNK, total - start)
+            chunk_keys = keys[start * key_size : (start + chunk) * key_size]
+            chunk_values = values[start * value_size : (start + chunk) * value_size]
+            count = ctypes.c_uint32(chunk)
             ret = int(lib.bpf_update_batch(self.fd, chunk_keys, chunk_values, ctypes.byref(count)))
             if ret == 0:
                 continue
-            done = count.value if 0 < count.value < total else 0
-            for i in range(done, total):
+            done = count.value if 0 < count.value < chunk else 0
+            for i in range(done, chunk):
                 key = chunk_keys[i * key_size : (i + 1) * key_size]
                 value = chunk_values[i * value_size : (i + 1) * value_size]
                 _check(int(lib.bpf_update_elem(self.fd, key, value, BPF_ANY)), "update", self.name)

@@ -30,7 +30,12 @@ import trio
 
 from appliance.config.model import Config, Sync
 from appliance.dataplane import DATAPLANE_STATUS
-from appliance.dataplane_access import DATAPLANE_REPLICA, ConntrackReplica, DataplaneStopped
+from appliance.dataplane_access import (
+    DATAPLANE_REPLICA,
+    ApplyOp,
+    ConntrackReplica,
+    DataplaneStopped,
+)
 from appliance.ha.keyfile import read_auth_keys
 from appliance.keys import SYNC_RESYNCED, each_reload
 from appliance.state import StateStore
@@ -284,24 +289,31 @@ class SyncService:
 
         def work() -> tuple[int, int, int]:
             now_ns = time.monotonic_ns()
-            ops: list[tuple[bytes, bytes | None]] = []
+            ops: list[ApplyOp] = []
             stale: list[CtKey] = []
+            run: list[tuple[bytes, bytes]] = []
+
+            def decode_run() -> None:
+                if run:
+                    keys, values, dropped = decode.records(run, now_ns)
+                    skipped.update(dropped)
+                    ops.append((keys, values))
+                    run.clear()
+
             for key, value in batch:
-                if value is STALE:
-                    if len(key) == entries.KEY.size:
-                        stale.append(CtKey.from_buffer_copy(key + bytes(3)))
+                if value is not None and value is not STALE:
+                    run.append((key, value))
                     continue
-                if value is None:
-                    if len(key) != entries.KEY.size:
+                decode_run()
+                if len(key) != entries.KEY.size:
+                    if value is None:
                         skipped["malformed"] += 1
-                        continue
-                    ops.append((key + bytes(3), None))
-                    continue
-                try:
-                    ops.append(decode.raw(key, value, now_ns))
-                except entries.EntryError as exc:
-                    skipped[exc.reason] += 1
-            report = replica.apply_raw(ops)
+                elif value is None:
+                    ops.append(key + bytes(3))
+                else:
+                    stale.append(CtKey.from_buffer_copy(key + bytes(3)))
+            decode_run()
+            report = replica.apply_records(ops)
             dropped, kept = replica.drop_stale(stale) if stale else (0, 0)
             skipped["stale-kept"] += kept
             return report.written, report.deleted + dropped, report.kept_local

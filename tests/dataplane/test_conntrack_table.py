@@ -12,6 +12,7 @@ import pytest
 
 from bpf.conntrack import ConnEvent, Conntrack, CtFilter, CtTuple, EventType, reply_of
 from bpf.layout import (
+    CT_DSR,
     CT_REMOTE,
     CT_REPLY,
     CT_TIMEOUT_S,
@@ -102,6 +103,48 @@ def test_insert_again_does_not_count_twice(loaded: Dataplane) -> None:
     entry.state = CtState.CLOSED
     conntrack.insert(key.to_key(), entry)
     assert _active(conntrack) == 0
+
+
+def test_insert_many_counts_each_connection_once_and_keeps_the_last_entry(
+    loaded: Dataplane,
+) -> None:
+    """One batch (the bulk resync path) with a connection given twice, one moved to another
+    endpoint, a closed one and a DSR one (no reply entry)."""
+    conntrack = Conntrack(loaded.maps)
+    other = ctypes.c_uint32(SVC_ID * MAX_ENDPOINTS + EP_INDEX + 1)
+    loaded.maps.ep_active.update(other, ctypes.c_int64(0))
+    twice, first = _forward(41000)
+    _, again = _forward(41000)
+    again.nat_dport = be16(9090)  # the later copy wins
+    moved_key, moved = _forward(41001)
+    conntrack.insert(moved_key.to_key(), moved)  # counted at EP_INDEX
+    _, moved_on = _forward(41001)
+    moved_on.ep_index = EP_INDEX + 1
+    closed_key, closed = _forward(41002, CtState.CLOSED)
+    dsr_key, dsr = _forward(41003)
+    dsr.flags = CT_DSR
+    assert _active(conntrack) == 1
+    written, kept = conntrack.insert_many(
+        [
+            (twice.to_key(), first),
+            (moved_key.to_key(), moved_on),
+            (closed_key.to_key(), closed),
+            (dsr_key.to_key(), dsr),
+            (twice.to_key(), again),
+        ]
+    )
+    assert (written, kept) == (4, 0)
+    stored = conntrack.lookup(twice.to_key())
+    assert stored is not None and stored.nat_dport == be16(9090)
+    assert conntrack.lookup(reply_of(twice.to_key(), stored)[0]) is not None
+    stored_dsr = conntrack.lookup(dsr_key.to_key())
+    assert stored_dsr is not None and stored_dsr.flags & CT_REMOTE
+    assert conntrack.lookup(reply_of(dsr_key.to_key(), stored_dsr)[0]) is None
+    # twice + dsr at EP_INDEX (moved left it), moved at EP_INDEX + 1, closed nowhere
+    assert _active(conntrack) == 2
+    value = loaded.maps.ep_active.lookup(other)
+    assert value is not None and value.value == 1
+    assert conntrack.count() == 4
 
 
 def test_entries_filter_and_page(loaded: Dataplane) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 
+import attrs
 import pytest
 
-from appliance.sync.entries import KEY, VALUE, EntryError, decode, encode
+from appliance.sync.entries import KEY, VALUE, Decoder, EntryError, decode, encode
 from bpf.conntrack import CtTuple
 from bpf.identity import Identity
 from bpf.layout import CT_DSR, CT_REMOTE, CT_REPORTED, CtEntry, CtState, be16, be32
@@ -88,3 +89,32 @@ def test_unknown_names_are_reported() -> None:
     with pytest.raises(EntryError) as info:
         decode(bad_proto, wire[1], RECEIVER, NOW)
     assert info.value.reason == "unknown-service"  # no service has protocol 99
+
+
+def test_a_batch_decodes_in_order_and_counts_what_it_skips() -> None:
+    """`Decoder.records` (the resync path) gives, for a mixed batch, exactly the entries one
+    by one decoding gives, in order, and counts the others by reason."""
+    wide = (VIP, 9000, IpProto.TCP)  # a port above 255 and a second service
+    sender = Identity.build({WEB: 3, wide: 5}, {3: {EP1: 0, EP2: 1}, 5: {EP2: 0}})
+    receiver = Identity.build({WEB: 7, wide: 300}, {7: {EP2: 4, EP1: 9}, 300: {EP2: 63}})
+    decoder = Decoder(receiver)
+    pairs, expected = [], []
+    for sport in range(40000, 40012):
+        key, entry = _conn(ep_index=sport % 2)
+        key = attrs.evolve(key, sport=sport, dport=9000 if sport % 3 == 0 else 80)
+        if key.dport == 9000:
+            entry.svc_id, entry.ep_index = 5, 0
+        wire = encode(key.to_key(), entry, sender, NOW)
+        pairs.append(wire)
+        expected.append(decode(*wire, receiver, NOW + 5))
+    unknown_service = (pairs[0][0][:-1] + bytes([17]), pairs[0][1])
+    unknown_endpoint = (pairs[1][0], pairs[1][1][:12] + bytes(4) + pairs[1][1][16:])
+    malformed = (pairs[2][0], pairs[2][1][:-1])
+    batch = [*pairs[:4], unknown_service, *pairs[4:8], unknown_endpoint, malformed, *pairs[8:]]
+    keys, entries, skipped = decoder.records(batch, NOW + 5)
+    assert skipped == {"unknown-service": 1, "unknown-endpoint": 1, "malformed": 1}
+    assert keys.tobytes() == b"".join(bytes(key) for key, _ in expected)
+    assert entries.tobytes() == b"".join(bytes(entry) for _, entry in expected)
+    assert {int(i) for i in entries["svc_id"]} == {7, 300}
+    empty_keys, empty_entries, none = decoder.records([], NOW)
+    assert (len(empty_keys), len(empty_entries), none) == (0, 0, {})
