@@ -129,7 +129,7 @@ class ConntrackReplica(Protocol):
 
     def forward_entries(self) -> list[tuple[CtKey, CtEntry]]: ...
 
-    def forward_raw(self) -> list[tuple[bytes, bytes]]: ...
+    def forward_records(self) -> tuple[Records, Records]: ...
 
     def apply(self, ops: Sequence[tuple[CtKey, CtEntry | None]]) -> ApplyReport: ...
 
@@ -175,11 +175,11 @@ class LockedReplica:
         with self._lock:
             return self._live().forward_entries()
 
-    def forward_raw(self) -> list[tuple[bytes, bytes]]:
-        """Every connection as raw (key, entry) bytes; read without the lock (a walk of the
-        live map, like the program's own updates, needs none), so a resync of a full table
-        never holds writers back."""
-        return self._live().forward_raw()
+    def forward_records(self) -> tuple[Records, Records]:
+        """Every connection's forward key and entry as record arrays (`bpf.records`); read
+        without the lock (a walk of the live map, like the program's own updates, needs
+        none), so a resync of a full table never holds writers back."""
+        return self._live().forward_records()
 
     def apply(self, ops: Sequence[tuple[CtKey, CtEntry | None]]) -> ApplyReport:
         """`apply_records` for (key, entry) pairs; a None entry deletes."""

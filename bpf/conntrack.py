@@ -23,7 +23,6 @@ import ctypes
 import enum
 import ipaddress
 import struct
-import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -51,7 +50,7 @@ from .layout import (
     from_be32,
 )
 from .maps import Maps
-from .records import KEY_DTYPE, Records, of_pairs
+from .records import KEY_DTYPE, Records, of_pairs, table
 
 __all__ = [
     "ConnEvent",
@@ -219,7 +218,7 @@ def _timeout_of_state(value: int) -> int:
 
 #: where a raw entry keeps what the collector looks at first (no ctypes object per entry)
 _STATE_AT, _FLAGS_AT, _LAST_AT = CtEntry.state.offset, CtEntry.flags.offset, CtEntry.last_ns.offset
-_TIMEOUTS = {value: _timeout_of_state(value) for value in range(256)}
+_TIMEOUT_TABLE = np.array([_timeout_of_state(value) for value in range(256)], np.int64)
 _SLOT = struct.Struct("=IH")  # a raw entry's svc_id, ep_index
 _SLOT_AT = CtEntry.svc_id.offset
 
@@ -341,14 +340,20 @@ class Conntrack:
         """Every connection's forward entry (key, entry), in map order."""
         return self._forward()
 
-    def forward_raw(self) -> list[tuple[bytes, bytes]]:
-        """`forward_entries` as raw key and entry bytes (a bulk resync reads the whole table)."""
-        flags = CtEntry.flags.offset
-        return [(k, v) for k, v in self.maps.conntrack.batch_raw() if not v[flags] & CT_REPLY]
+    def forward_records(self) -> tuple[Records, Records]:
+        """`forward_entries` as record arrays (`bpf.records`; a bulk resync reads the whole
+        table)."""
+        keys, entries = self._table()
+        forward = (entries["flags"] & CT_REPLY) == 0
+        return keys[forward], entries[forward]
+
+    def _table(self) -> tuple[Records, Records]:
+        return table(self.maps.conntrack.batch_blobs())
 
     def count(self) -> int:
         """Connections (forward entries)."""
-        return len(self._forward())
+        _, entries = self._table()
+        return int(np.count_nonzero((entries["flags"] & CT_REPLY) == 0))
 
     def entries(
         self,
@@ -473,17 +478,17 @@ class Conntrack:
         takes a second or more in Python, and writers such as conntrack sync must not wait
         that long)."""
         now = time.monotonic_ns() if now_ns is None else now_ns
-        removed = 0
-        live = 0
         guard = lock if lock is not None else nullcontext()
-        for raw_key, raw in list(self.maps.conntrack.batch_raw()):
-            # a full table is ~250,000 entries: decide from the raw bytes, build objects only
-            # for the expired ones (the walk holds the GIL; the event loop must keep running)
-            last = int.from_bytes(raw[_LAST_AT : _LAST_AT + 8], sys.byteorder)
-            if now - last <= _TIMEOUTS[raw[_STATE_AT]]:
-                live += not raw[_FLAGS_AT] & CT_REPLY
-                continue
-            key, entry = CtKey.from_buffer_copy(raw_key), CtEntry.from_buffer_copy(raw)
+        # a full table is ~250,000 entries: decide on the arrays, build objects only for the
+        # expired ones (a walk in Python would hold the GIL the event loop needs)
+        keys, entries = self._table()
+        idle = now - entries["last_ns"].astype(np.int64)
+        expired = idle > _TIMEOUT_TABLE[entries["state"]]
+        live = int(np.count_nonzero(~expired & ((entries["flags"] & CT_REPLY) == 0)))
+        removed = 0
+        for index in np.flatnonzero(expired):
+            key = CtKey.from_buffer_copy(keys[index].tobytes())
+            entry = CtEntry.from_buffer_copy(entries[index].tobytes())
             with guard:
                 gone, alive = self._collect_one(key, entry, now)
             removed += gone

@@ -203,6 +203,18 @@ class BpfMap(_MapFd[K, V]):
     def batch_raw(self, chunk: int = 4096) -> Iterator[tuple[bytes, bytes]]:
         """`batch_items` as raw key and value bytes (no ctypes object per entry: a walk of a
         full table that only filters and re-encodes is several times faster)."""
+        key_size, value_size = ctypes.sizeof(self.key_type), ctypes.sizeof(self.value_type)
+        for raw_keys, raw_values in self.batch_blobs(chunk):
+            for i in range(len(raw_keys) // key_size):
+                yield (
+                    raw_keys[i * key_size : (i + 1) * key_size],
+                    raw_values[i * value_size : (i + 1) * value_size],
+                )
+
+    def batch_blobs(self, chunk: int = 4096) -> Iterator[tuple[bytes, bytes]]:
+        """Every entry of a hash map, ``chunk`` at a time as the raw keys and values laid end
+        to end (BPF_MAP_LOOKUP_BATCH), for a walk of the whole table with no Python object
+        per entry (`bpf.records`)."""
         lib = _lib()
         keys = (self.key_type * chunk)()
         values = (self.value_type * chunk)()
@@ -221,11 +233,10 @@ class BpfMap(_MapFd[K, V]):
                     ctypes.byref(count),
                 )
             )
-            raw_keys, raw_values = bytes(keys), bytes(values)
-            for i in range(count.value):
+            if count.value:
                 yield (
-                    raw_keys[i * key_size : (i + 1) * key_size],
-                    raw_values[i * value_size : (i + 1) * value_size],
+                    ctypes.string_at(keys, count.value * key_size),
+                    ctypes.string_at(values, count.value * value_size),
                 )
             if ret == -errno.ENOENT or (ret == -1 and ctypes.get_errno() == errno.ENOENT):
                 return

@@ -17,11 +17,10 @@ made the receiver, not the network, the limit.
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import struct
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ import numpy as np
 from bpf.identity import Identity
 from bpf.layout import CT_DSR, CT_REPORTED, CtEntry, CtKey
 from bpf.model import IpProto
-from bpf.records import ENTRY_DTYPE, KEY_DTYPE, Records, field_bytes
+from bpf.records import ENTRY_DTYPE, KEY_DTYPE, Records, field_bytes, of_pairs
 
 __all__ = ["KEY", "VALUE", "Decoder", "Encoder", "EntryError", "decode", "encode"]
 
@@ -38,10 +37,6 @@ VALUE = struct.Struct(
     "!12s4sHBBB6sI"
 )  # nat tuple, endpoint address and port, state, flags, fin, mac, age
 MAX_AGE_MS = 0xFFFFFFFF
-#: `CtEntry` as raw bytes (native order, its C padding): the translation tuple, svc_id,
-#: ep_index, state, flags, ep_mac, fin_seen, created_ns, last_ns, packets, bytes
-_ENTRY = struct.Struct("=12sIHBB6sBx4xQQQQ")
-assert _ENTRY.size == ctypes.sizeof(CtEntry)
 
 
 class EntryError(ValueError):
@@ -54,27 +49,62 @@ class EntryError(ValueError):
 
 
 class Encoder:
-    """`encode` with one node's numbering prepared (a snapshot encodes ~100,000 entries)."""
+    """`encode` with one node's numbering prepared, for many entries at once (a snapshot
+    encodes ~100,000): `records` works on the map's record arrays, vectorised."""
 
     def __init__(self, identity: Identity) -> None:
-        self._names = {
-            (svc_id, index): (address.packed, port)
+        slots = [
+            ((svc_id, index), (int(address), port))
             for svc_id, endpoints in identity.endpoints.items()
             for index, (address, port) in endpoints.items()
-        }
+        ]
+        #: (service id, endpoint index) -> row of the name arrays
+        self._rows = {slot: row for row, (slot, _) in enumerate(slots)}
+        self._addresses = np.array([address for _, (address, _) in slots], np.uint32)
+        self._ports = np.array([port for _, (_, port) in slots], np.uint16)
 
     def __call__(self, key: CtKey, entry: CtEntry, now_ns: int) -> tuple[bytes, bytes]:
-        return self.raw(bytes(key), bytes(entry), now_ns)
+        (wire,), _ = self.records(*of_pairs([(key, entry)]), now_ns)
+        if wire is None:
+            raise EntryError("unknown-endpoint", f"service {entry.svc_id} index {entry.ep_index}")
+        return wire
 
-    def raw(self, key: bytes, entry: bytes, now_ns: int) -> tuple[bytes, bytes]:
-        """The same from a map key's and entry's raw bytes."""
-        nat, svc_id, ep_index, state, flags, mac, fin, created, *_ = _ENTRY.unpack(entry)
-        name = self._names.get((svc_id, ep_index))
-        if name is None:
-            raise EntryError("unknown-endpoint", f"service {svc_id} index {ep_index}")
-        age_ms = min(max(0, now_ns - created) // 1_000_000, MAX_AGE_MS)
-        value = VALUE.pack(nat, name[0], name[1], state, flags & CT_DSR, fin, mac, age_ms)
-        return key[: KEY.size], value  # src, dst, sport, dport are in network order
+    def records(
+        self, keys: Records, entries: Records, now_ns: int
+    ) -> tuple[list[tuple[bytes, bytes] | None], Counter[str]]:
+        """The wire (key, value) of each forward key and entry (`bpf.records`), in their
+        order; None for one whose endpoint this node cannot name (counted by reason)."""
+        rows = _look_up(
+            self._rows, zip(entries["svc_id"].tolist(), entries["ep_index"].tolist(), strict=True)
+        )
+        named = rows >= 0
+        values = np.zeros(len(entries), _WIRE_VALUE)
+        values["nat"] = field_bytes(entries, 0, _NAT_SIZE)
+        values["ep_addr"][named] = self._addresses[rows[named]]
+        values["ep_port"][named] = self._ports[rows[named]]
+        values["state"] = entries["state"]
+        values["flags"] = entries["flags"] & CT_DSR
+        values["fin"] = entries["fin_seen"]
+        values["mac"] = field_bytes(entries, CtEntry.ep_mac.offset, _MAC_SIZE)
+        age_ms = (now_ns - entries["created_ns"].astype(np.int64)) // 1_000_000
+        values["age_ms"] = np.minimum(np.maximum(age_ms, 0), MAX_AGE_MS)
+        # src, dst, sport, dport stay in network order: the key's first bytes travel as they are
+        wire_keys = field_bytes(keys, 0, KEY.size).tobytes()
+        wire_values = values.tobytes()
+        ok = named.tolist()
+        out: list[tuple[bytes, bytes] | None] = [
+            (
+                wire_keys[i * KEY.size : (i + 1) * KEY.size],
+                wire_values[i * VALUE.size : (i + 1) * VALUE.size],
+            )
+            if good
+            else None
+            for i, good in enumerate(ok)
+        ]
+        skipped: Counter[str] = Counter()
+        if missing := ok.count(False):
+            skipped["unknown-endpoint"] = missing
+        return out, skipped
 
 
 class Decoder:
@@ -83,14 +113,13 @@ class Decoder:
 
     def __init__(self, identity: Identity) -> None:
         self._services = {
-            _service_code(int.from_bytes(vip.packed, "big"), port, int(proto)): svc_id
+            (int(vip), port, int(proto)): svc_id
             for (vip, port, proto), svc_id in identity.ids.items()
         }
         self._endpoints = {
-            svc_id: {
-                _endpoint_code(int(address), port): index for (address, port), index in eps.items()
-            }
+            (svc_id, int(address), port): index
             for svc_id, eps in identity.indexes.items()
+            for (address, port), index in eps.items()
         }
 
     def __call__(self, key: bytes, value: bytes, now_ns: int) -> tuple[CtKey, CtEntry]:
@@ -137,30 +166,25 @@ class Decoder:
 
     def _service_ids(self, wire_keys: Records) -> np.ndarray[Any, np.dtype[np.int64]]:
         """This node's service id of each key (VIP, port, protocol), -1 where it has none."""
-        codes = _service_code(
-            wire_keys["dst"].astype(np.uint64),
-            wire_keys["dport"].astype(np.uint64),
-            wire_keys["proto"].astype(np.uint64),
+        names = zip(
+            wire_keys["dst"].tolist(),
+            wire_keys["dport"].tolist(),
+            wire_keys["proto"].tolist(),
+            strict=True,
         )
-        distinct, where = np.unique(codes, return_inverse=True)
-        ids = np.array([self._services.get(int(code), -1) for code in distinct], np.int64)
-        return ids[where] if len(ids) else np.zeros(0, np.int64)
+        return _look_up(self._services, names)
 
     def _endpoint_indexes(
         self, svc_ids: np.ndarray[Any, np.dtype[np.int64]], wire_values: Records
     ) -> np.ndarray[Any, np.dtype[np.int64]]:
         """This node's index of each value's endpoint in its service, -1 where it has none."""
-        indexes = np.full(len(svc_ids), -1, np.int64)
-        codes = _endpoint_code(
-            wire_values["ep_addr"].astype(np.uint64), wire_values["ep_port"].astype(np.uint64)
+        names = zip(
+            svc_ids.tolist(),
+            wire_values["ep_addr"].tolist(),
+            wire_values["ep_port"].tolist(),
+            strict=True,
         )
-        for svc_id in np.unique(svc_ids[svc_ids >= 0]):
-            endpoints = self._endpoints.get(int(svc_id), {})
-            of_service = svc_ids == svc_id
-            distinct, where = np.unique(codes[of_service], return_inverse=True)
-            found = np.array([endpoints.get(int(code), -1) for code in distinct], np.int64)
-            indexes[of_service] = found[where]
-        return indexes
+        return _look_up(self._endpoints, names)
 
 
 def encode(key: CtKey, entry: CtEntry, identity: Identity, now_ns: int) -> tuple[bytes, bytes]:
@@ -196,14 +220,11 @@ _NAT_SIZE, _MAC_SIZE = 12, 6
 assert (_WIRE_KEY.itemsize, _WIRE_VALUE.itemsize) == (KEY.size, VALUE.size)
 
 
-def _service_code(vip: Any, port: Any, proto: Any) -> Any:
-    """One number for (VIP, port, protocol): an int, or an array of them."""
-    return (vip << 24) | (port << 8) | proto
-
-
-def _endpoint_code(address: Any, port: Any) -> Any:
-    """One number for an endpoint (address, port)."""
-    return (address << 16) | port
+def _look_up(table: dict[Any, int], names: Iterable[Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """``table[name]`` for each name, -1 where it has none (a dict lookup per entry is cheaper
+    than sorting the batch, and has no fixed cost for the one-entry batches of capture)."""
+    get = table.get
+    return np.fromiter((get(name, -1) for name in names), np.int64)
 
 
 def _describe(reason: str, key: bytes, value: bytes) -> str:

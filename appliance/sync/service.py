@@ -43,6 +43,7 @@ from appliance.structlog import get_logger
 from bpf.conntrack import ConnEvent, EventType
 from bpf.identity import Identity
 from bpf.layout import CtKey
+from bpf.records import of_pairs
 
 from . import entries
 from .core import (
@@ -251,14 +252,18 @@ class SyncService:
         assert core is not None
         now, now_ns = trio.current_time(), time.monotonic_ns()
         encode, _ = self._coders_for(replica.identity())
+        established = [e for e in batch if e.type == EventType.ESTABLISHED]
+        encoded, skipped = encode.records(
+            *of_pairs([(e.key, e.entry) for e in established]), now_ns
+        )
+        self._skipped.update(skipped)
+        in_order = iter(encoded)  # one per established event, in the batch's order
         for event in batch:
             if event.type == EventType.ESTABLISHED:
-                try:
-                    key, value = encode(event.key, event.entry, now_ns)
-                except entries.EntryError as exc:
-                    self._skipped[exc.reason] += 1
+                pair = next(in_order)
+                if pair is None:
                     continue
-                core.upsert(key, value, now)
+                core.upsert(*pair, now)
             elif event.type == EventType.CLOSED:
                 core.delete(bytes(event.key)[: entries.KEY.size], now)
             else:
@@ -341,14 +346,9 @@ class SyncService:
             skipped: Counter[str] = Counter()
 
             def read() -> list[tuple[bytes, bytes]]:
-                now_ns = time.monotonic_ns()
-                out = []
-                for key, entry in replica.forward_raw():
-                    try:
-                        out.append(encode.raw(key, entry, now_ns))
-                    except entries.EntryError as exc:
-                        skipped[exc.reason] += 1
-                return out
+                encoded, dropped = encode.records(*replica.forward_records(), time.monotonic_ns())
+                skipped.update(dropped)
+                return [pair for pair in encoded if pair is not None]
 
             snapshot = await trio.to_thread.run_sync(read)
             self._skipped.update(skipped)

@@ -7,11 +7,12 @@ import ipaddress
 import attrs
 import pytest
 
-from appliance.sync.entries import KEY, VALUE, Decoder, EntryError, decode, encode
+from appliance.sync.entries import KEY, VALUE, Decoder, Encoder, EntryError, decode, encode
 from bpf.conntrack import CtTuple
 from bpf.identity import Identity
 from bpf.layout import CT_DSR, CT_REMOTE, CT_REPORTED, CtEntry, CtState, be16, be32
 from bpf.model import IpProto
+from bpf.records import of_pairs
 
 IP = ipaddress.IPv4Address
 VIP = IP("198.51.100.10")
@@ -118,3 +119,21 @@ def test_a_batch_decodes_in_order_and_counts_what_it_skips() -> None:
     assert {int(i) for i in entries["svc_id"]} == {7, 300}
     empty_keys, empty_entries, none = decoder.records([], NOW)
     assert (len(empty_keys), len(empty_entries), none) == (0, 0, {})
+
+
+def test_a_batch_encodes_in_order_with_none_for_what_cannot_be_named() -> None:
+    """`Encoder.records` (the snapshot and capture path): each entry as `encode` gives it,
+    None where the endpoint has no name here; ages never negative."""
+    items = []
+    for sport, ep_index in ((40000, 0), (40001, 5), (40002, 1)):
+        key, entry = _conn(ep_index=ep_index)
+        items.append((attrs.evolve(key, sport=sport).to_key(), entry))
+    young_key, young = _conn()
+    young.created_ns = NOW + 1  # created after "now" (another thread's clock read)
+    items.append((attrs.evolve(young_key, sport=40003).to_key(), young))
+    encoded, skipped = Encoder(SENDER).records(*of_pairs(items), NOW)
+    assert skipped == {"unknown-endpoint": 1}
+    assert encoded[1] is None
+    for (key, entry), wire in zip(items[:1] + items[2:], encoded[:1] + encoded[2:], strict=True):
+        assert wire == encode(key, entry, SENDER, NOW)
+    assert encoded[3] is not None and VALUE.unpack(encoded[3][1])[-1] == 0
