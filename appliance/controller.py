@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import attrs
 import trio
 
 from .config import Config
 from .intent import INTENT, EndpointHealth, HaRole, compute_intent, role_key
-from .keys import RUNNING_CONFIG
+from .keys import CONFIG_GENERATION, RUNNING_CONFIG, Applied, applied_key
 from .pools import Allocation, allocate, load_allocation, save_allocation
 from .state import StateKey, StateStore
 from .structlog import get_logger
@@ -29,10 +30,15 @@ POOL_ALLOCATION = StateKey[Allocation]("pools/allocation")
 POOLS_FILE = "pools.json"
 
 
+_CONFIG_KEYS = frozenset({RUNNING_CONFIG.name, CONFIG_GENERATION.name})
+
+
 def is_intent_input(key: str) -> bool:
     """Running config, endpoint health and HA roles (not the HA groups' chatty status)."""
-    return key.startswith(("config/", "health/")) or (
-        key.startswith("ha/") and key.endswith("/role")
+    return (
+        key in _CONFIG_KEYS
+        or key.startswith("health/")
+        or (key.startswith("ha/") and key.endswith("/role"))
     )
 
 
@@ -85,6 +91,7 @@ class IntentController:
 
     async def recompute(self) -> None:
         cfg = self._store.require(RUNNING_CONFIG)
+        generation = self._store.get(CONFIG_GENERATION) or 0
         await self._allocate(cfg)
         health = self._store.get(ENDPOINT_HEALTH) or {}
         intent = compute_intent(
@@ -94,7 +101,10 @@ class IntentController:
             self._allocation.addresses,
             self._allocation.conflicts,
         )
-        self._store.publish(INTENT, intent)
+        self._store.publish(INTENT, attrs.evolve(intent, generation=generation))
+        answer = self._store.get(applied_key("intent"))
+        if answer is None or answer.generation != generation:
+            self._store.publish(applied_key("intent"), Applied(generation))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.recompute()

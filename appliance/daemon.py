@@ -17,18 +17,19 @@ from web.auth import TokenAuth
 from web.server import WebService
 
 from . import boot
-from .config import Config, ConfigError, load_config
+from .committer import CONFIG_CONTROL, Committer
+from .config import Config, load_config
 from .config.model import Ha
 from .controller import IntentController
 from .dataplane import DataplaneService
 from .ha import vips as ha_vips
 from .ha.service import HaService, Sources
 from .health import HealthService
-from .keys import CONFIG_GENERATION, RELOADS, RUNNING_CONFIG
+from .keys import CONFIG_GENERATION, RUNNING_CONFIG
 from .looplag import LoopLagMonitor
 from .state import StateKey, StateStore
 from .structlog import get_logger
-from .supervisor import RestartPolicy, ServiceEscalation, ServiceSpec, Supervisor
+from .supervisor import RestartPolicy, ServiceEscalation, ServiceSpec, ServiceState, Supervisor
 from .sync.service import SyncService
 
 log = get_logger("daemon")
@@ -81,16 +82,32 @@ def required_interfaces(cfg: Config) -> list[str]:
     return sorted({group.interface for group in cfg.ha.groups})
 
 
+#: services that follow the running configuration and answer each generation (`Applied`)
+FOLLOWERS = ("intent", "dataplane", "sync", "health", "ha", "bgp")
+#: how long after a commit that changed the web section its server restarts (the commit's
+#: own response goes out first)
+WEB_RESTART_DELAY_S = 0.5
+
+
 class Daemon:
     def __init__(self, options: DaemonOptions, config: Config) -> None:
         self.options = options
         self.store = StateStore()
         self.exit_code = 0
-        self._generation = 1
-        self._reloads = 0
         self._cancel = trio.CancelScope()
-        self.store.publish(RUNNING_CONFIG, config)
-        self.store.publish(CONFIG_GENERATION, self._generation)
+        self._supervisor: Supervisor | None = None
+        self._nursery: trio.Nursery | None = None
+        # the history is kept by a real node only (in-process tests keep it in memory)
+        history = boot.STATE_DIR / config.node.name / "config_history.json"
+        self.committer = Committer(
+            self.store,
+            config,
+            followers=self._followers,
+            sections=self._sections,
+            history_path=history if options.boot else None,
+            base_dir=options.config_path.resolve().parent,
+        )
+        self.store.publish(CONFIG_CONTROL, self.committer)
 
     @property
     def config(self) -> Config:
@@ -108,11 +125,14 @@ class Daemon:
             await self._boot(cfg)
         with self._cancel:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 supervisor = Supervisor(nursery, self.store, self._escalated)
+                self._supervisor = supervisor
                 await nursery.start(self._signals)
                 await supervisor.start(
                     ServiceSpec("looplag", LoopLagMonitor(self.store).run, RestartPolicy())
                 )
+                await supervisor.start(ServiceSpec("config", self.committer.run, critical=True))
                 # the pool allocation is saved only by a real node (in-process tests keep it)
                 state_dir = boot.STATE_DIR if self.options.boot else None
                 intent = IntentController(self.store, state_dir)
@@ -121,8 +141,7 @@ class Daemon:
                     dataplane = DataplaneService(self.store, cfg.node.name, cfg.node.id)
                     await supervisor.start(ServiceSpec("dataplane", dataplane.run))
                     if cfg.sync is not None:  # replicates the dataplane's connections
-                        sync = SyncService(cfg.sync, cfg.node.id, self.store)
-                        await supervisor.start(ServiceSpec("sync", sync.run))
+                        await self._start_sync(cfg)
                     # probes send traffic to the endpoints: only from the node's own namespace
                     await supervisor.start(ServiceSpec("health", HealthService(self.store).run))
                 # HA owns addresses and sends ARP: never where the namespace must stay untouched
@@ -131,13 +150,62 @@ class Daemon:
                 if cfg.bgp is not None:
                     await supervisor.start(ServiceSpec("bgp", self._run_bgp))
                 if self.options.web:
-                    auth = TokenAuth.from_file(cfg.web.token_file)
-                    web = WebService(self.store, cfg.web.listen, auth)
-                    await supervisor.start(ServiceSpec("web", web.run))
+                    await self._start_web(cfg)
                 log.info("daemon_ready", services=supervisor.names)
                 task_status.started()
         log.info("daemon_stopped", exit_code=self.exit_code)
         return self.exit_code
+
+    def _followers(self) -> list[str]:
+        """The running services the committer waits for (one in backoff applies the running
+        configuration when it starts again)."""
+        supervisor = self._supervisor
+        if supervisor is None:
+            return []
+        return [
+            name
+            for name in FOLLOWERS
+            if name in supervisor.names
+            and (status := supervisor.status(name)) is not None
+            and status.state is ServiceState.RUNNING
+        ]
+
+    async def _sections(self, old: Config, new: Config) -> None:
+        """Start or stop the services of sections a commit added or removed (conntrack sync
+        also restarts when its section changed: its peers and socket are set at start)."""
+        supervisor = self._supervisor
+        assert supervisor is not None
+        if old.sync != new.sync and self.options.boot:
+            await supervisor.remove("sync")
+            if new.sync is not None:
+                await self._start_sync(new)
+        if (old.ha is None) != (new.ha is None) and self.options.boot:
+            await supervisor.remove("ha")
+            if new.ha is not None:
+                await supervisor.start(ServiceSpec("ha", self._run_ha))
+        if (old.bgp is None) != (new.bgp is None):
+            await supervisor.remove("bgp")
+            if new.bgp is not None:
+                await supervisor.start(ServiceSpec("bgp", self._run_bgp))
+        if old.web != new.web and self.options.web and self._nursery is not None:
+            self._nursery.start_soon(self._restart_web)
+
+    async def _start_sync(self, cfg: Config) -> None:
+        assert self._supervisor is not None and cfg.sync is not None
+        sync = SyncService(cfg.sync, cfg.node.id, self.store)
+        await self._supervisor.start(ServiceSpec("sync", sync.run))
+
+    async def _start_web(self, cfg: Config) -> None:
+        assert self._supervisor is not None
+        auth = TokenAuth.from_file(cfg.web.token_file)
+        web = WebService(self.store, cfg.web.listen, auth)
+        await self._supervisor.start(ServiceSpec("web", web.run))
+
+    async def _restart_web(self) -> None:
+        await trio.sleep(WEB_RESTART_DELAY_S)
+        assert self._supervisor is not None
+        await self._supervisor.remove("web")
+        await self._start_web(self.config)
 
     async def _run_bgp(self, *, task_status: trio.TaskStatus[None]) -> None:
         """A fresh speaker for each (re)start: the supervisor restarts from a clean slate."""
@@ -176,28 +244,26 @@ class Daemon:
                     self.stop(0)
 
     async def reload(self) -> ReloadResult:
-        """Validate the config file and make it the running config; a bad file changes nothing."""
+        """SIGHUP: commit the config file (validated, applied as a difference); a bad file
+        changes nothing."""
         path = self.options.config_path
         try:
-            new = await trio.to_thread.run_sync(load_config, path)
-        except ConfigError as exc:
-            result = ReloadResult(False, self._generation, tuple(str(e) for e in exc.errors))
-            log.error("reload_rejected", config=str(path), errors=list(result.errors))
-        except OSError as exc:
-            result = ReloadResult(False, self._generation, (f"{path}: {exc.strerror}",))
+            text = await trio.to_thread.run_sync(path.read_text)
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            result = ReloadResult(False, self.committer.generation, (f"{path}: {reason}",))
             log.error("reload_rejected", config=str(path), errors=list(result.errors))
         else:
-            if new == self.config:
-                result = ReloadResult(True, self._generation)
-                log.info("reload_unchanged", generation=self._generation)
+            commit = await self.committer.commit(
+                text, origin="sighup", source=str(path), base_dir=path.resolve().parent
+            )
+            result = ReloadResult(commit.ok, commit.generation, commit.errors)
+            if not commit.ok:
+                log.error("reload_rejected", config=str(path), errors=list(result.errors))
+            elif commit.changed:
+                log.info("reload_applied", generation=commit.generation)
             else:
-                self._generation += 1
-                self.store.publish(RUNNING_CONFIG, new)
-                self.store.publish(CONFIG_GENERATION, self._generation)
-                result = ReloadResult(True, self._generation)
-                log.info("reload_applied", generation=self._generation)
-            self._reloads += 1
-            self.store.publish(RELOADS, self._reloads)
+                log.info("reload_unchanged", generation=commit.generation)
         self.store.publish(LAST_RELOAD, result)
         return result
 

@@ -46,7 +46,7 @@ from .dataplane_access import (
     withdraw_replica,
 )
 from .intent import INTENT, NodeIntent
-from .keys import RUNNING_CONFIG
+from .keys import RUNNING_CONFIG, Applied, applied_key
 from .state import StateKey, StateStore
 from .structlog import get_logger
 
@@ -167,6 +167,7 @@ class DataplaneService:
             await self._apply_intent(intent)
             await self._sync_links(cfg)
             await self._publish_status()
+            self._answer(intent.generation)
             log.info("dataplane_ready", node=self._node)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch, cfg, intent)
@@ -214,8 +215,17 @@ class DataplaneService:
                 await self._apply_intent(intent)
             if cfg is not applied_cfg:
                 await self._sync_links(cfg)
+            if intent.generation != applied.generation:
+                self._answer(intent.generation)
             applied, applied_cfg = intent, cfg
             seen = await self._store.wait_changed(seen)
+
+    def _answer(self, generation: int) -> None:
+        """Tell the committer this configuration is programmed (`Applied`): with the
+        reconcile's errors if services could not be programmed."""
+        report = self._last_report
+        error = "; ".join(report.errors) if report is not None and report.errors else None
+        self._store.publish(applied_key("dataplane"), Applied(generation, error))
 
     async def _apply_intent(self, intent: NodeIntent) -> None:
         assert self.programmer is not None

@@ -93,6 +93,8 @@ class NodeIntent:
     #: each HA group's VIPs: its ``vips`` then its pools' allocated addresses (sorted)
     group_vips: tuple[tuple[int, tuple[IPAddress, ...]], ...] = ()
     pool_conflicts: tuple[str, ...] = ()
+    #: the running configuration's generation it was computed from (set by the controller)
+    generation: int = 0
 
     def vips_of_group(self, group_id: int) -> tuple[IPAddress, ...] | None:
         return dict(self.group_vips).get(group_id)

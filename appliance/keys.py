@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import attrs
+
 from .config import Config
 from .state import StateKey, StateStore
 
@@ -27,3 +29,30 @@ async def each_reload(store: StateStore) -> AsyncIterator[Config]:
             continue
         seen = reloads
         yield cfg
+
+
+@attrs.frozen
+class Applied:
+    """A service's answer to a running config: it now follows ``generation`` (``error`` None),
+    or it could not apply it (``error`` says why; the committer then restores the previous
+    running config, which the service applies like any other)."""
+
+    generation: int
+    error: str | None = None
+
+
+def applied_key(service: str) -> StateKey[Applied]:
+    """Where the service named ``service`` (its supervisor name) publishes its `Applied`."""
+    return StateKey[Applied](f"config/applied/{service}")
+
+
+async def each_config(store: StateStore) -> AsyncIterator[tuple[int, Config]]:
+    """(generation, running config) now and after each change of the running config: what a
+    service that follows the config iterates, publishing `Applied` for each generation."""
+    seen = None
+    async for _ in store.watch(CONFIG_GENERATION.name):
+        generation, cfg = store.get(CONFIG_GENERATION), store.get(RUNNING_CONFIG)
+        if generation is None or cfg is None or generation == seen:
+            continue
+        seen = generation
+        yield generation, cfg

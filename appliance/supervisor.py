@@ -96,6 +96,7 @@ class Supervisor:
         self._store = store
         self._on_escalation = on_escalation
         self._scopes: dict[str, trio.CancelScope] = {}
+        self._ended: dict[str, trio.Event] = {}
 
     @property
     def names(self) -> list[str]:
@@ -112,16 +113,35 @@ class Supervisor:
         if spec.name in self._scopes:
             raise ValueError(f"service {spec.name!r} already supervised")
         self._scopes[spec.name] = trio.CancelScope()
+        self._ended[spec.name] = trio.Event()
         await self._nursery.start(self._supervise, spec)
 
     def stop(self, name: str) -> None:
         """Cancel a service for good (no restart)."""
         self._scopes[name].cancel()
 
+    async def remove(self, name: str) -> None:
+        """Stop a service and wait until it has ended; its name may then be started again
+        (a configuration section removed, or replaced by one that needs a fresh start)."""
+        scope, ended = self._scopes.get(name), self._ended.get(name)
+        if scope is None or ended is None:
+            return
+        scope.cancel()
+        await ended.wait()
+        del self._scopes[name], self._ended[name]
+
     def _publish(self, spec: ServiceSpec, status: ServiceStatus) -> None:
         self._store.publish(service_key(spec.name), status)
 
     async def _supervise(self, spec: ServiceSpec, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            await self._supervise_loop(spec, task_status)
+        finally:
+            if self._scopes[spec.name].cancel_called:
+                self._publish(spec, ServiceStatus(ServiceState.STOPPED, since=trio.current_time()))
+            self._ended[spec.name].set()
+
+    async def _supervise_loop(self, spec: ServiceSpec, task_status: trio.TaskStatus[None]) -> None:
         failures: deque[float] = deque()
         restarts = 0
         started_once = False

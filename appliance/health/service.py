@@ -27,7 +27,7 @@ import trio
 
 from appliance.config.model import Config, Probe
 from appliance.controller import ENDPOINT_HEALTH
-from appliance.keys import RUNNING_CONFIG
+from appliance.keys import CONFIG_GENERATION, RUNNING_CONFIG, Applied, applied_key
 from appliance.state import StateStore
 from appliance.structlog import get_logger
 
@@ -107,8 +107,15 @@ class HealthService:
 
     def _follow(self, nursery: trio.Nursery) -> None:
         cfg = self._store.get(RUNNING_CONFIG)
-        if cfg is None or cfg is self._config:
-            return
+        if cfg is not None and cfg is not self._config:
+            self._retarget(nursery, cfg)
+        generation = self._store.get(CONFIG_GENERATION)
+        answered = self._store.get(applied_key("health"))
+        if generation is not None and (answered is None or answered.generation != generation):
+            self._store.publish(applied_key("health"), Applied(generation))
+
+    def _retarget(self, nursery: trio.Nursery, cfg: Config) -> None:
+        """Probe what ``cfg`` asks for: unchanged targets keep their state and their task."""
         self._config = cfg
         wanted = probe_targets(cfg)
         for key in [k for k, p in wanted.items() if p is None] + [

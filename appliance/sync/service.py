@@ -37,7 +37,7 @@ from appliance.dataplane_access import (
     DataplaneStopped,
 )
 from appliance.ha.keyfile import read_auth_keys
-from appliance.keys import SYNC_RESYNCED, each_reload
+from appliance.keys import SYNC_RESYNCED, Applied, applied_key, each_config, each_reload
 from appliance.state import StateStore
 from appliance.structlog import get_logger
 from bpf.conntrack import ConnEvent, EventType
@@ -132,6 +132,7 @@ class SyncService:
                 nursery.start_soon(self._capture_loop)
                 nursery.start_soon(self._status_loop)
                 nursery.start_soon(self._key_loop)
+                nursery.start_soon(self._answer_loop)
                 self._core.join(now)
                 self._pump()
                 log.info("sync_started", listen=str(listen), peers=peers)
@@ -408,6 +409,12 @@ class SyncService:
         """After each reload read the key file again (rotation without a restart)."""
         async for cfg in each_reload(self._store):
             await self._reload_keys(cfg)
+
+    async def _answer_loop(self) -> None:
+        """Answer each configuration generation (`Applied`): a change of the sync section
+        makes the daemon start this service afresh; any other change is not ours."""
+        async for generation, _ in each_config(self._store):
+            self._store.publish(applied_key("sync"), Applied(generation))
 
     async def _reload_keys(self, cfg: Config) -> None:
         if cfg.sync is None or self._core is None:

@@ -47,17 +47,25 @@ async def test_reload_applies_valid_and_rejects_invalid(
         assert unchanged.ok and unchanged.generation == 1
         assert daemon.store.get(RELOADS) == 1  # counted: files the config names may have changed
 
-        path.write_text(path.read_text().replace("name: node1", "name: node1b"))
+        original = path.read_text()
+        path.write_text(original.replace("name: node1", "name: node1b"))
+        renamed = await daemon.reload()  # identity: a restart, not a commit
+        assert not renamed.ok and renamed.errors == (
+            "node.name: cannot change while the node runs: restart it",
+        )
+        assert daemon.config.node.name == "node1"
+
+        path.write_text(original.replace("selection: roundrobin", "selection: leastconn", 1))
         applied = await daemon.reload()
         assert applied.ok and applied.generation == 2
-        assert daemon.config.node.name == "node1b"
+        assert daemon.config.services[0].selection.value == "leastconn"
 
         path.write_text(path.read_text() + "bogus: 1\n")
         rejected = await daemon.reload()
         assert not rejected.ok
         assert any("bogus" in e and "unknown key" in e for e in rejected.errors)
         assert daemon.store.require(CONFIG_GENERATION) == 2
-        assert daemon.store.require(RUNNING_CONFIG).node.name == "node1b"
+        assert daemon.store.require(RUNNING_CONFIG).services[0].selection.value == "leastconn"
         assert daemon.store.require(LAST_RELOAD) == rejected
         assert daemon.store.get(RELOADS) == 2  # a rejected reload is not one
 
