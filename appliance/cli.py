@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_config import add_config_commands
 from .cli_dataplane import add_dataplane_parser
 from .cli_remote import add_bgp_parser, add_show_parser
 from .structlog import configure_logging
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_run)
 
-    config = sub.add_parser("config", help="configuration files").add_subparsers(
+    config = sub.add_parser("config", help="configuration files and datastores").add_subparsers(
         dest="config_command", required=True
     )
     validate = config.add_parser("validate", help="check files; exit 2 listing every error")
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = config.add_parser("show", help="print the normalised configuration")
     show.add_argument("file")
     show.set_defaults(func=_cmd_config_show)
+    add_config_commands(config)
 
     lab = sub.add_parser("lab", help="network-namespace lab").add_subparsers(
         dest="lab_command", required=True

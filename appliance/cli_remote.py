@@ -393,19 +393,19 @@ def add_show_parser(sub: Any) -> None:
     show.add_argument("--json", action="store_true", help="print the API's JSON")
     what = show.add_subparsers(dest="show_command", required=True)
     ha = what.add_parser("ha", help="HA groups: role, state, priority, master")
-    ha.set_defaults(func=_guard(show_ha))
+    ha.set_defaults(func=guard(show_ha))
     bgp = what.add_parser("bgp", help="BGP").add_subparsers(dest="bgp_command", required=True)
     neighbors = bgp.add_parser("neighbors", help="sessions, state, prefix counts")
-    neighbors.set_defaults(func=_guard(show_bgp_neighbors))
+    neighbors.set_defaults(func=guard(show_bgp_neighbors))
     routes = bgp.add_parser("routes", help="best routes (default), received or advertised")
     kind = routes.add_mutually_exclusive_group()
     kind.add_argument("--received", action="store_true", help="Adj-RIB-In (before policy)")
     kind.add_argument("--advertised", action="store_true", help="Adj-RIB-Out")
     routes.add_argument("--peer", help="only this neighbour's routes")
     routes.add_argument("--limit", type=int, default=1000)
-    routes.set_defaults(func=_guard(show_bgp_routes))
+    routes.set_defaults(func=guard(show_bgp_routes))
     services = what.add_parser("services", help="dataplane services, endpoints, health, counters")
-    services.set_defaults(func=_guard(show_services))
+    services.set_defaults(func=guard(show_services))
     conntrack = what.add_parser("conntrack", help="connections in the dataplane (paged)")
     conntrack.add_argument("--count", action="store_true", help="only count (matching) ones")
     conntrack.add_argument("--service", help="only this service's connections (by name)")
@@ -422,12 +422,12 @@ def add_show_parser(sub: Any) -> None:
     )
     conntrack.add_argument("--limit", type=int, help="at most N (API default 100, max 1000)")
     conntrack.add_argument("--offset", type=int, help="skip the first N (oldest first)")
-    conntrack.set_defaults(func=_guard(show_conntrack))
+    conntrack.set_defaults(func=guard(show_conntrack))
     sync = what.add_parser("sync", help="conntrack sync: peers, state, lag, queue, counters")
-    sync.set_defaults(func=_guard(show_sync))
+    sync.set_defaults(func=guard(show_sync))
 
 
-def _guard(fn: Any) -> Any:
+def guard(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
             code: int = fn(args)
@@ -462,4 +462,4 @@ def add_bgp_parser(sub: Any) -> None:
     refresh = actions.add_parser("refresh", help="ask the neighbour to resend its routes")
     refresh.add_argument("address")
     for action in (shutdown, enable, refresh):
-        action.set_defaults(func=_guard(bgp_action))
+        action.set_defaults(func=guard(bgp_action))

@@ -15,6 +15,7 @@ from appliance.state import StateStore
 from .auth import TokenAuth
 from .jsonable import to_jsonable
 from .routes_bgp import bgp_routes
+from .routes_config import config_routes
 from .routes_dataplane import dataplane_routes
 from .routes_ha import ha_routes
 from .routes_sync import sync_routes
@@ -50,6 +51,7 @@ def create_app(store: StateStore, auth: TokenAuth | None = None) -> Starlette:
     routes = [
         Route("/api/v1/node", node),
         *bgp_routes(store, auth),
+        *config_routes(store, auth),
         *ha_routes(store),
         *sync_routes(store),
         *dataplane_routes(store),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import json
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
 import attrs
+from starlette.requests import Request
 
 JsonValue = Any
 
@@ -37,3 +39,14 @@ def to_jsonable(value: object) -> JsonValue:
     if isinstance(value, list | tuple | set | frozenset):
         return [to_jsonable(v) for v in value]
     return str(value)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """A request's JSON object body ({} when empty); `ValueError` when it is not one."""
+    raw = await request.body()
+    if not raw:
+        return {}
+    body = json.loads(raw)
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import json
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -20,7 +19,7 @@ from bgp.rib import Route as RibRoute
 from bgp.status import BGP_CONTROL, BGP_RIB_VIEW, NeighborStatus
 
 from .auth import TokenAuth
-from .jsonable import to_jsonable
+from .jsonable import json_body, to_jsonable
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
@@ -73,16 +72,6 @@ def _peer_address(request: Request) -> ipaddress.IPv4Address | ipaddress.IPv6Add
     return ipaddress.ip_address(request.path_params["address"])
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw:
-        return {}
-    body = json.loads(raw)
-    if not isinstance(body, dict):
-        raise ValueError("the body must be a JSON object")
-    return body
-
-
 def bgp_routes(store: StateStore, auth: TokenAuth) -> list[Route]:
     async def neighbors(request: Request) -> JSONResponse:
         now = time.time()
@@ -128,7 +117,7 @@ def bgp_routes(store: StateStore, auth: TokenAuth) -> list[Route]:
         verb = request.path_params["action"]
         try:
             address = _peer_address(request)
-            body = await _json_body(request)
+            body = await json_body(request)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, 400)
         communication = body.get("communication")
