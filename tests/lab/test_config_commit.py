@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -165,10 +166,16 @@ def test_commits_change_only_what_they_name(
     streams = dp.Streams(handle, tmp_path, "streams", f"{VIP}:{dp.ECHO_PORT}", STREAMS)
 
     # a service added: its route reaches BIRD and it answers
+    started = time.monotonic()
     out = node.commit(with_new_service(node.tree()), "--comment", "add web2")
+    committed = time.monotonic()
     assert "+  - name: web2" in out and "committed: commit" in out
     wait_route(handle, NEW_VIP, present=True)
     wait_for(lambda: answers(handle, NEW_VIP), f"{NEW_VIP}:80 answers", CHANGE_S)
+    print(  # a figure for the record (`pytest -s`), not a check: tests do not time things
+        f"add web2: commit {committed - started:.2f} s, "
+        f"answering {time.monotonic() - started:.2f} s after the CLI started"
+    )
 
     # weights: the spread of new connections follows them
     node.commit(with_weights(with_new_service(node.tree()), (1, 1, 8)))
