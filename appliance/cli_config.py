@@ -47,12 +47,7 @@ def config_commit(args: argparse.Namespace) -> int:
     if args.confirmed is not None:
         body["confirmed"] = args.confirmed
     answer = api_post(args.node, "/api/v1/config/commit", read_token(args.token_file), body)
-    if not answer["changed"]:
-        print(f"no changes (generation {answer['generation']})")
-        return 0
-    print(answer["diff"], end="")
-    print(f"committed: commit {answer['commit_id']}, generation {answer['generation']}")
-    if answer.get("confirm_within_s") is not None:
+    if _print_change(answer, "committed") and answer.get("confirm_within_s") is not None:
         print(
             f"confirm within {answer['confirm_within_s']:g} s (`triolb config confirm`), "
             "or the previous configuration comes back"
@@ -71,12 +66,18 @@ def config_rollback(args: argparse.Namespace) -> int:
     if args.comment:
         body["comment"] = args.comment
     answer = api_post(args.node, "/api/v1/config/rollback", read_token(args.token_file), body)
+    _print_change(answer, "rolled back")
+    return 0
+
+
+def _print_change(answer: dict[str, Any], done: str) -> bool:
+    """Print a commit's outcome (its diff and numbers); whether it changed anything."""
     if not answer["changed"]:
         print(f"no changes (generation {answer['generation']})")
-        return 0
+        return False
     print(answer["diff"], end="")
-    print(f"rolled back: commit {answer['commit_id']}, generation {answer['generation']}")
-    return 0
+    print(f"{done}: commit {answer['commit_id']}, generation {answer['generation']}")
+    return True
 
 
 def config_history(args: argparse.Namespace) -> int:

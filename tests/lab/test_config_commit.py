@@ -204,6 +204,17 @@ def test_commits_change_only_what_they_name(
     (neighbor,) = node.show("bgp", "neighbors")["neighbors"]
     assert neighbor["established_count"] == 1, neighbor
 
+    # diff: the candidate's change alone; rollback 1: the configuration before the last change
+    node.write(with_weights(node.tree(), (5, 5, 5)))
+    code, out = node.cli("diff", str(node.path))
+    assert code == 0 and "+        weight: 5" in out and "name: web2" not in out, out
+    code, out = node.cli("rollback", "1", "--token-file", str(node.token))
+    assert code == 0 and "rolled back: commit" in out, out
+    latest, undone, restored = node.history()[:3]
+    assert latest["comment"] == f"rollback 1 (to commit {restored['id']})", latest
+    code, out = node.cli("history")
+    assert code == 0 and f"rollback 1 (to commit {restored['id']})" in out, out
+
     # an invalid candidate: every error with its key path and line, nothing applied
     before = node.history()[0]["id"]
     broken = node.tree()
