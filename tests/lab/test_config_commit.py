@@ -227,6 +227,28 @@ def test_commits_change_only_what_they_name(
     assert node.history()[0]["id"] == before
     assert answers(handle, VIP)
 
+    # a commit the dataplane cannot apply (66 endpoints, 64 at most): the previous
+    # configuration comes back, the commit says what failed (no probe: nothing is sent to
+    # the extra ports)
+    too_big = node.tree()
+    too_big["services"].append(
+        {
+            "name": "big",
+            "vip": NEW_VIP,
+            "port": 80,
+            "mode": "onearm",
+            "endpoints": [
+                {"address": f"192.168.80.10{1 + i % 3}", "port": 20000 + i} for i in range(66)
+            ],
+        }
+    )
+    node.write(too_big)
+    code, out = node.cli("commit", str(node.path), "--token-file", str(node.token))
+    assert code != 0 and "at most 64" in out and "restored" in out, out
+    failed = node.history()[0]
+    assert failed["outcome"] == "failed" and "at most 64" in failed["error"], failed
+    assert not bird_route(handle, NEW_VIP) and answers(handle, VIP)
+
     # a confirmed commit not confirmed in time is undone; a confirmed one stays
     node.commit(with_new_service(node.tree()), "--confirmed", "3")
     wait_route(handle, NEW_VIP, present=True)
