@@ -25,6 +25,7 @@ from .dataplane import DataplaneService
 from .ha import vips as ha_vips
 from .ha.service import HaService, Sources
 from .health import HealthService
+from .journal import JOURNAL, close_journal, open_journal
 from .keys import CONFIG_GENERATION, RUNNING_CONFIG
 from .looplag import LoopLagMonitor
 from .state import StateKey, StateStore
@@ -108,12 +109,20 @@ class Daemon:
             base_dir=options.config_path.resolve().parent,
         )
         self.store.publish(CONFIG_CONTROL, self.committer)
+        self.journal = open_journal()
+        self.store.publish(JOURNAL, self.journal)
 
     @property
     def config(self) -> Config:
         return self.store.require(RUNNING_CONFIG)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> int:
+        try:
+            return await self._run(task_status)
+        finally:
+            close_journal(self.journal)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> int:
         cfg = self.config
         log.info(
             "daemon_starting",

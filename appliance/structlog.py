@@ -144,14 +144,26 @@ def configure_logging(
 ) -> logging.Handler:
     """Route triolb's logs to stderr (or `stream`) in the chosen format; returns the handler."""
     root = logging.getLogger(_ROOT)
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    for old in [h for h in root.handlers if isinstance(h.formatter, StructuredFormatter)]:
+        root.removeHandler(old)  # a previous call's (other handlers, the journal, stay)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(StructuredFormatter(fmt))
+    handler.setLevel(level.upper())  # the logger passes info on: the journal keeps some
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    root.setLevel(min(logging.INFO, logging.getLevelName(level.upper())))
     root.propagate = False
     return handler
+
+
+def attach_handler(handler: logging.Handler) -> None:
+    """Give ``handler`` every triolb record it asks for (at least info), whatever the level
+    of the lines written to stderr."""
+    root = logging.getLogger(_ROOT)
+    for old in [h for h in root.handlers if h is handler]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    if root.getEffectiveLevel() > handler.level:
+        root.setLevel(handler.level)
 
 
 def register_secrets(values: Iterable[str | bytes]) -> None:

@@ -17,6 +17,7 @@ from .jsonable import to_jsonable
 from .routes_bgp import bgp_routes
 from .routes_config import config_routes
 from .routes_dataplane import dataplane_routes
+from .routes_events import event_routes
 from .routes_ha import ha_routes
 from .routes_sync import sync_routes
 
@@ -55,5 +56,6 @@ def create_app(store: StateStore, auth: TokenAuth | None = None) -> Starlette:
         *ha_routes(store),
         *sync_routes(store),
         *dataplane_routes(store),
+        *event_routes(store),
     ]
     return Starlette(routes=routes)
