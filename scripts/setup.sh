@@ -12,6 +12,7 @@ quiet() { local out; if ! out=$("$@" 2>&1); then echo "$out" >&2; return 1; fi; 
 DEB_PACKAGES=(
     python3-bpfcc bpfcc-tools python3-venv python3-dev iproute2 nftables conntrack
     bird2 gobgpd iperf3 linux-headers-amd64 ethtool tcpdump keepalived nginx-light wrk
+    chromium
 )
 
 missing=()
@@ -65,7 +66,7 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
     note "installed triolb (editable) with test extras into .venv"
 fi
 
-.venv/bin/python -c 'import bcc, trio, pyroute2, dpkt, attrs, hypercorn, yaml' || {
+.venv/bin/python -c 'import bcc, trio, pyroute2, dpkt, attrs, hypercorn, yaml, numpy' || {
     echo "setup: the venv cannot import its dependencies" >&2
     exit 1
 }
