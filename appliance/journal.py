@@ -45,6 +45,8 @@ NOTABLE = frozenset(
         "commit_confirmed",
         "commit_not_confirmed",
         "pool_conflicts",
+        # operator actions through the API (who: the token's name)
+        "api_action",
         # services, health, sync, the daemon
         "health_changed",
         "service_failed",

@@ -137,6 +137,7 @@ def bgp_routes(store: StateStore, auth: TokenAuth) -> list[Route]:
         if not done:
             status = 404 if address not in _configured(store) else 409
             return JSONResponse({"error": f"cannot {verb} {address} now"}, status)
+        auth.record(request, f"bgp {verb}", str(address))
         return JSONResponse({"ok": True, "neighbor": str(address), "action": verb})
 
     return [

@@ -101,18 +101,18 @@ def config_routes(store: StateStore, auth: TokenAuth) -> list[Route]:
                     raise ValueError("confirmed: seconds")
                 result = await control.commit(
                     text,
-                    origin="api",
+                    origin=auth.origin(request),
                     comment=comment,
                     confirmed_s=None if confirmed is None else float(confirmed),
                     base_dir=base_dir,
                 )
             elif verb == "confirm":
-                result = await control.confirm(origin="api")
+                result = await control.confirm(origin=auth.origin(request))
             else:
                 back = body.get("back", 1)
                 if not isinstance(back, int) or isinstance(back, bool):
                     raise ValueError("back: how many changes back (0 = the current one)")
-                result = await control.rollback(back, origin="api", comment=comment)
+                result = await control.rollback(back, origin=auth.origin(request), comment=comment)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, 400)
         return _result(result)

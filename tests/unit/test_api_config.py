@@ -91,7 +91,7 @@ async def test_config_operations_over_the_api(
         back = await http.post("/api/v1/config/rollback", json={"back": 1}, headers=AUTH)
         assert back.status_code == 200 and "-        weight: 4" in back.json()["diff"]
         commits = (await http.get("/api/v1/config/history")).json()["commits"]
-        assert [c["origin"] for c in commits] == ["api", "api", "boot"]
+        assert [c["origin"] for c in commits] == ["api:admin", "api:admin", "boot"]
         assert commits[1]["comment"] == "ep1 x4" and commits[1]["outcome"] == "confirmed"
         assert all("config" not in c for c in commits)
         for answer_text in (check, commits):
