@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_actions import add_action_parsers
 from .cli_config import add_config_commands
 from .cli_dataplane import add_dataplane_parser
 from .cli_remote import add_bgp_parser, add_show_parser
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_show_parser(sub)
     add_bgp_parser(sub)
+    add_action_parsers(sub)
     add_dataplane_parser(sub)
 
     version = sub.add_parser("version", help="print the version")

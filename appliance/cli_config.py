@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli_remote import DEFAULT_NODE, ApiError, api_get, api_post, guard, read_token
+from .cli_remote import ApiError, add_node_options, api_get, api_post, guard, read_token
 
 __all__ = ["add_config_commands"]
 
@@ -105,11 +105,7 @@ def add_config_commands(config: Any) -> None:
 
     def remote(name: str, help: str, *, changes: bool) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = config.add_parser(name, help=help)
-        parser.add_argument(
-            "--node", default=DEFAULT_NODE, help=f"API base URL (default {DEFAULT_NODE})"
-        )
-        if changes:
-            parser.add_argument("--token-file", help="file holding the node's web.token_file token")
+        add_node_options(parser, token=changes)
         return parser
 
     diff = remote("diff", "candidate FILE against the node's running configuration", changes=False)

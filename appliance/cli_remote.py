@@ -449,10 +449,20 @@ def bgp_action(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_node_options(parser: argparse.ArgumentParser, *, token: bool) -> None:
+    """``--node`` (the API's URL) and, for commands that change something, ``--token-file``."""
+    parser.add_argument(
+        "--node", default=DEFAULT_NODE, help=f"API base URL (default {DEFAULT_NODE})"
+    )
+    if token:
+        parser.add_argument(
+            "--token-file", help="file holding a token of the node's web.token_file"
+        )
+
+
 def add_bgp_parser(sub: Any) -> None:
     bgp = sub.add_parser("bgp", help="BGP operator actions on a running node")
-    bgp.add_argument("--node", default=DEFAULT_NODE, help=f"API base URL (default {DEFAULT_NODE})")
-    bgp.add_argument("--token-file", help="file holding the node's web.token_file token")
+    add_node_options(bgp, token=True)
     actions = bgp.add_subparsers(dest="bgp_action", required=True)
     shutdown = actions.add_parser("shutdown", help="administrative shutdown of a session")
     shutdown.add_argument("address")

@@ -16,7 +16,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from .config import Config
+from .config import Config, IPAddress
 from .intent import INTENT, EndpointHealth, HaRole, compute_intent, role_key
 from .keys import CONFIG_GENERATION, RUNNING_CONFIG, Applied, applied_key
 from .pools import Allocation, allocate, load_allocation, save_allocation
@@ -26,6 +26,9 @@ from .structlog import get_logger
 log = get_logger("intent")
 
 ENDPOINT_HEALTH = StateKey[EndpointHealth]("health/endpoints")
+#: endpoints an operator drained (service name, address, port): no new connections, open
+#: ones continue — programmed as an endpoint probed down is; kept until undrained or restart
+DRAINED = StateKey[frozenset[tuple[str, IPAddress, int]]]("operator/drained")
 POOL_ALLOCATION = StateKey[Allocation]("pools/allocation")
 POOLS_FILE = "pools.json"
 
@@ -34,10 +37,11 @@ _CONFIG_KEYS = frozenset({RUNNING_CONFIG.name, CONFIG_GENERATION.name})
 
 
 def is_intent_input(key: str) -> bool:
-    """Running config, endpoint health and HA roles (not the HA groups' chatty status)."""
+    """Running config, endpoint health, drains and HA roles (not the HA groups' chatty
+    status)."""
     return (
         key in _CONFIG_KEYS
-        or key.startswith("health/")
+        or key.startswith(("health/", "operator/"))
         or (key.startswith("ha/") and key.endswith("/role"))
     )
 
@@ -93,7 +97,8 @@ class IntentController:
         cfg = self._store.require(RUNNING_CONFIG)
         generation = self._store.get(CONFIG_GENERATION) or 0
         await self._allocate(cfg)
-        health = self._store.get(ENDPOINT_HEALTH) or {}
+        probed: EndpointHealth = self._store.get(ENDPOINT_HEALTH) or {}
+        health = {**probed, **dict.fromkeys(self._store.get(DRAINED) or (), False)}
         intent = compute_intent(
             cfg,
             current_roles(self._store, cfg),

@@ -14,6 +14,7 @@ from appliance.state import StateStore
 
 from .auth import TokenAuth
 from .jsonable import to_jsonable
+from .routes_actions import action_routes
 from .routes_bgp import bgp_routes
 from .routes_config import config_routes
 from .routes_dataplane import dataplane_routes
@@ -56,6 +57,7 @@ def create_app(store: StateStore, auth: TokenAuth | None = None) -> Starlette:
         *ha_routes(store),
         *sync_routes(store),
         *dataplane_routes(store),
+        *action_routes(store, auth),
         *event_routes(store),
     ]
     return Starlette(routes=routes)

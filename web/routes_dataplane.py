@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from appliance.config import Config
-from appliance.controller import ENDPOINT_HEALTH
+from appliance.config import Config, IPAddress
+from appliance.controller import DRAINED, ENDPOINT_HEALTH
 from appliance.dataplane import DATAPLANE_STATUS, DataplaneStatus
 from appliance.dataplane_access import DATAPLANE_CONNTRACK, ConntrackReader, DataplaneStopped
 from appliance.health.status import HEALTH_STATUS
@@ -56,6 +56,7 @@ _PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp"}
 _TRUE = ("1", "true", "yes")
 _FALSE = ("0", "false", "no")
 NOT_RUNNING = "the dataplane is not running on this node"
+Drained = frozenset[tuple[str, IPAddress, int]]
 
 
 # -- services ---------------------------------------------------------------------------------
@@ -91,13 +92,16 @@ def _endpoint_json(
     endpoint: DpEndpointStatus,
     probes: Mapping[tuple[str, str, int], ProbeStatus],
     health: EndpointHealth,
+    drained: Drained,
 ) -> dict[str, Any]:
+    key = (service, ipaddress.ip_address(endpoint.address), endpoint.port)
     return {
         "address": endpoint.address,
         "port": endpoint.port,
         "index": endpoint.index,
         "weight": endpoint.weight,
         "state": endpoint.state,
+        "drained": key in drained,
         **_health_json(service, endpoint, probes, health),
         "open_connections": endpoint.open_conns,
         "packets": endpoint.packets,
@@ -123,6 +127,7 @@ def _service_json(
     probes: Mapping[tuple[str, str, int], ProbeStatus],
     health: EndpointHealth,
     intended: ServiceIntent | None,
+    drained: Drained,
 ) -> dict[str, Any]:
     configured = next((s for s in cfg.services if s.name == service.name), None) if cfg else None
     return {
@@ -139,7 +144,9 @@ def _service_json(
         "connections": service.conns,
         "drops": service.drops,
         **_route_json(intended),
-        "endpoints": [_endpoint_json(service.name, e, probes, health) for e in service.endpoints],
+        "endpoints": [
+            _endpoint_json(service.name, e, probes, health, drained) for e in service.endpoints
+        ],
     }
 
 
@@ -149,6 +156,7 @@ def services_json(
     probes: tuple[ProbeStatus, ...] = (),
     health: EndpointHealth | None = None,
     intent: NodeIntent | None = None,
+    drained: Drained = frozenset(),
 ) -> dict[str, Any]:
     """The ``/api/v1/services`` document (pure). ``unallocated``: services whose pool gave
     them no address (so they are neither programmed nor advertised)."""
@@ -165,7 +173,7 @@ def services_json(
         "skipped": list(status.skipped),
         "errors": list(status.errors),
         "services": [
-            _service_json(s, cfg, by_key, health or {}, intended.get(s.name))
+            _service_json(s, cfg, by_key, health or {}, intended.get(s.name), drained)
             for s in status.services
         ],
         "unallocated": [s.name for s in intended.values() if s.vip is None],
@@ -322,6 +330,7 @@ def dataplane_routes(store: StateStore) -> list[Route]:
             store.get(HEALTH_STATUS) or (),
             store.get(ENDPOINT_HEALTH),
             store.get(INTENT),
+            store.get(DRAINED) or frozenset(),
         )
         return JSONResponse(doc)
 
