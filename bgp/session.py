@@ -103,6 +103,11 @@ class BgpSession:
         self._keepalive = Timer()
         self._idle_hold = Timer()
         self._send_progress = SendProgress()
+        #: the longest wait (s) between two KEEPALIVE/UPDATE sent in the current Established
+        #: session: the peer's hold timer runs out if it reaches the hold time (a slow event
+        #: loop shows here first)
+        self.send_gap_max = 0.0
+        self._alive_sent_at: float | None = None
         self._idle_backoff = IdleHoldBackoff(
             config.idle_hold_s, config.idle_hold_max_s, config.damp_peer_oscillations
         )
@@ -439,6 +444,7 @@ class BgpSession:
             assert negotiated is not None and peer_open is not None
             self._established_at = now
             self._send_progress.restart(now)
+            self.send_gap_max, self._alive_sent_at = 0.0, now
             self._set_state(State.ESTABLISHED)
             graceful = PeerGracefulRestart.from_open(peer_open, negotiated.families)
             self._emit(SessionEstablished(negotiated, peer_open, graceful))
@@ -480,6 +486,9 @@ class BgpSession:
         self._send_progress.queued(len(data), now)
         if isinstance(message, Keepalive | Update):
             self._restart_keepalive(now)  # RFC 4271 §8.2.2: sending either restarts it
+            if self._state is State.ESTABLISHED and self._alive_sent_at is not None:
+                self.send_gap_max = max(self.send_gap_max, now - self._alive_sent_at)
+                self._alive_sent_at = now
 
     def _send_notification(self, notification: Notification, now: float) -> None:
         room = max_message_length(MessageType.NOTIFICATION, self._wire) - HEADER_LENGTH - 2

@@ -841,6 +841,9 @@ class BgpSpeaker:
                 hold_time=state.hold_time,
                 four_octet_as=state.four_octet_as,
                 graceful_restart=state.peer_gr is not None,
+                keepalive_gap_max_s=state.runner.session.send_gap_max
+                if state.established_at is not None
+                else None,
             ),
         )
 

@@ -34,6 +34,9 @@ class NeighborStatus:
     hold_time: int | None = None
     four_octet_as: bool | None = None
     graceful_restart: bool | None = None
+    #: the longest wait between two KEEPALIVE/UPDATE sent in this session (s; the hold time
+    #: is the deadline)
+    keepalive_gap_max_s: float | None = None
 
 
 class RibView(Protocol):

@@ -241,6 +241,23 @@ def test_hold_timer_in_opensent_is_the_large_value() -> None:
     assert notifications(a.data_to_send())[-1].code == ErrorCode.HOLD_TIMER_EXPIRED
 
 
+def test_the_longest_keepalive_gap_is_measured() -> None:
+    """``send_gap_max``: the longest wait between two KEEPALIVE/UPDATE sent (what a late
+    event loop costs the peer's hold timer); late timer handling shows in it."""
+    link = established_link()
+    a = link.a
+    assert a.send_gap_max == 0.0
+    deadline = a.get_timer()
+    assert deadline is not None and deadline <= 30.0
+    a.handle_timer(deadline)  # on time: a jittered third of the hold time (90 s)
+    assert 0.75 * 30 <= a.send_gap_max <= 30.0
+    late = a.get_timer()
+    assert late is not None
+    a.handle_timer(late + 20.0)  # the loop ran the timer 20 s late
+    assert a.send_gap_max == pytest.approx(late + 20.0 - deadline)
+    assert a.state is State.ESTABLISHED
+
+
 def test_hold_time_zero_means_no_keepalives_and_no_hold_timer() -> None:
     link = established_link(config_a(hold_time=0))
     assert link.a.negotiated is not None and link.a.negotiated.hold_time == 0
