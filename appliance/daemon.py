@@ -19,11 +19,9 @@ from web.server import WebService
 from . import boot
 from .committer import CONFIG_CONTROL, Committer
 from .config import Config, load_config
-from .config.model import Ha
 from .controller import IntentController
 from .dataplane import DataplaneService
-from .ha import vips as ha_vips
-from .ha.service import HaService, Sources
+from .ha.service import HaService, discover_sources
 from .health import HealthService
 from .journal import JOURNAL, close_journal, open_journal
 from .keys import CONFIG_GENERATION, RUNNING_CONFIG
@@ -66,14 +64,6 @@ class DaemonOptions:
     interface_wait_s: float = 30.0
     #: Serve the API/dashboard on web.listen. Off for in-process tests in the root namespace.
     web: bool = True
-
-
-def _ha_sources(ha: Ha) -> Sources:
-    """Blocking (pyroute2): the advert source addresses of the HA groups' interfaces."""
-    ifnames = {g.interface for g in ha.groups}
-    ipv4 = ha_vips.primary_addresses(ifnames, [v for g in ha.groups for v in g.vips])
-    ipv6 = {name: ll for name in ifnames if (ll := ha_vips.link_local_address(name)) is not None}
-    return Sources(ipv4=ipv4, ipv6=ipv6)
 
 
 def required_interfaces(cfg: Config) -> list[str]:
@@ -230,7 +220,7 @@ class Daemon:
         cfg = self.config
         ha = cfg.ha
         assert ha is not None
-        sources = await trio.to_thread.run_sync(_ha_sources, ha)
+        sources = await trio.to_thread.run_sync(discover_sources, ha.groups)
         service = HaService(ha, self.store, sources, join_gate=cfg.sync is not None)
         await service.run(task_status=task_status)
 

@@ -20,7 +20,9 @@ Beyond the RFC:
   master still make it MASTER); it opens by `set_join_gate` or ``join_gate_timeout`` after it
   closed;
 * a FAULT instance (tracking or sync group) sends nothing; a MASTER going to FAULT or stopping
-  resigns with priority 0 first.
+  resigns with priority 0 first;
+* `VrrpInstance.reconfigure` changes the election parameters of a running instance (a config
+  reload) without a state change of its own: a role only moves when the new priorities say so.
 """
 
 from __future__ import annotations
@@ -168,6 +170,7 @@ class VrrpInstance:
         self._master_adver_interval_cs = config.advert_interval_cs
         self._adver_deadline: float | None = None
         self._master_down_deadline: float | None = None
+        self._down_from: float | None = None  # when the Master_Down_Timer was last armed
         self._gate_open = True
         self._gate_deadline: float | None = None
         self._lower_master_since: float | None = None
@@ -211,6 +214,11 @@ class VrrpInstance:
     @property
     def join_gate_open(self) -> bool:
         return self._gate_open
+
+    @property
+    def vrid_address(self) -> tuple[int, IPAddress]:
+        """What identifies the instance: its VRID and source address."""
+        return (self.config.vrid, self.config.primary_address)
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -276,6 +284,38 @@ class VrrpInstance:
         elif self._state is State.MASTER:
             self._master_receive(advert, src, now)
 
+    def reconfigure(self, config: InstanceConfig, now: float) -> None:
+        """Apply a changed configuration of the same group in place, keeping the state.
+
+        Only the election parameters may change (priority, advertisement interval, preempt,
+        preempt delay, join gate timeout); a VRID or source address change is another
+        instance (`HaError`). No state change happens here: a MASTER whose priority or
+        interval changed advertises at once (from then on on the new interval), so that the
+        backups learn them and a now higher-priority backup preempts (it discards the lower
+        adverts and its Master_Down timer runs out); a BACKUP's running Master_Down timer
+        takes the new priority's Skew_Time, and from the master's next advertisement on the new
+        priority decides (it preempts a now lower master if allowed); its own interval applies
+        once it becomes MASTER."""
+        if (config.vrid, config.primary_address) != self.vrid_address:
+            raise HaError(
+                HaErrorReason.BAD_CONFIG,
+                f"VRID {self.config.vrid}: the VRID and source address cannot change in place",
+            )
+        before, old = self.priority, self.config
+        self.config = config
+        if not config.preempt:
+            self._lower_master_since = None
+        if self._state is State.BACKUP:
+            if self._down_from is not None and self._master_down_deadline is not None:
+                # the running Master_Down_Timer as if armed with the new priority's skew
+                self._master_down_deadline = self._down_from + self.master_down_interval
+            return
+        if self._state is not State.MASTER:
+            return
+        self.master_priority = self.priority
+        if self.priority != before or config.advert_interval_cs != old.advert_interval_cs:
+            self._advertise(now)
+
     def set_priority_adjustment(self, delta: int, now: float) -> None:
         """Tracking: ``delta`` is the sum of the weights of the tracked objects that are down."""
         before = self.priority
@@ -316,10 +356,15 @@ class VrrpInstance:
     def _resign(self) -> None:
         self._events.append(SendAdvert(RESIGN_PRIORITY, self.config.advert_interval_cs))
 
+    def _arm_master_down(self, now: float) -> None:
+        """Master_Down_Timer := Master_Down_Interval from ``now`` (an accepted advert)."""
+        self._down_from = now
+        self._master_down_deadline = now + self.master_down_interval
+
     def _become_backup(self, now: float, reason: Reason) -> None:
         self._adver_deadline = None
         self._master_adver_interval_cs = self.config.advert_interval_cs
-        self._master_down_deadline = now + self.master_down_interval
+        self._arm_master_down(now)
         self._lower_master_since = None
         self._set_state(State.BACKUP, reason)
 
@@ -353,13 +398,14 @@ class VrrpInstance:
     def _backup_receive(self, advert: Advert, src: IPAddress, now: float) -> None:
         if advert.priority == RESIGN_PRIORITY:
             self._master_down_deadline = now + self.skew_time
+            self._down_from = None  # not a Master_Down_Interval: kept on a priority change
             return
         if advert.priority >= self.priority:
             self._lower_master_since = None
         elif self._may_preempt(now):
             return  # discard: Master_Down_Timer runs out and we take over
         self._master_adver_interval_cs = advert.interval_cs
-        self._master_down_deadline = now + self.master_down_interval
+        self._arm_master_down(now)
         self.master_address = src
         self.master_priority = advert.priority
 
@@ -374,7 +420,7 @@ class VrrpInstance:
         ):
             self._adver_deadline = None
             self._master_adver_interval_cs = advert.interval_cs
-            self._master_down_deadline = now + self.master_down_interval
+            self._arm_master_down(now)
             self._lower_master_since = None
             self.master_address = src
             self.master_priority = advert.priority

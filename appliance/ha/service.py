@@ -19,8 +19,17 @@ One `VrrpInstance` per configured group, one raw socket per interface (`transpor
 * the join gate: with conntrack sync configured the instances start with the gate closed and
   open it when sync publishes `SYNC_RESYNCED` (or after ``ha.join_timeout_ms``); it closes
   again while sync is behind a peer that was down, until that peer resynced to this node;
-* a config watcher: after a reload the groups' key files are read again (key rotation); other
-  HA changes need a restart of the service.
+* a config follower (`each_config`): each new ``ha`` section is applied as a difference
+  (`reconfigure.plan`) and answered by `Applied` under ``applied_key("ha")``. What can fail
+  (new groups' source address, socket, key file, placement) is prepared first: on failure
+  nothing changed and `Applied` carries the error. Then removed groups resign (priority 0, so
+  a backup takes over at once) and release their VIPs, their role and status unpublished;
+  a group on another interface or family is removed and added again; added groups start as at
+  start-up (join gate included); every other change (priority, preempt, interval, tracks and
+  weights, peers, key file, notify hook, VIPs) is applied to the running group in place
+  (`VrrpInstance.reconfigure`): its role changes only when the new priorities say so;
+* a key reloader: after every reload, changed config or not, the key files are read again
+  (key rotation).
 
 `pump` is the one place instance output is handled: `SendAdvert` is encoded and sent at once
 (sending never blocks), `StateChanged` publishes the group's role under `role_key(group)`,
@@ -34,7 +43,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import attrs
 import trio
@@ -43,11 +52,18 @@ from appliance.config.model import Config, Ha, HaGroup, TrackType
 from appliance.config.values import IPAddress
 from appliance.ha.status import GroupStatus, group_status_key
 from appliance.intent import INTENT, HaRole, role_key
-from appliance.keys import RUNNING_CONFIG, SYNC_RESYNCED, each_reload
+from appliance.keys import (
+    RUNNING_CONFIG,
+    SYNC_RESYNCED,
+    Applied,
+    applied_key,
+    each_config,
+    each_reload,
+)
 from appliance.state import StateStore
 from appliance.structlog import get_logger
 
-from . import garp, placement, tracking, vips, wire
+from . import garp, placement, reconfigure, tracking, vips, wire
 from .commands import CommandCheck, Notifier
 from .errors import HaError, HaErrorReason
 from .instance import InstanceConfig, SendAdvert, State, StateChanged, VrrpInstance
@@ -59,7 +75,17 @@ from .transport import AuthCounter, Datagram, VrrpSocket
 
 log = get_logger("ha")
 
-__all__ = ["STOP_TIMEOUT_S", "TRACK_INTERVAL_S", "UNKNOWN_PEER", "HaService"]
+__all__ = [
+    "SERVICE_NAME",
+    "STOP_TIMEOUT_S",
+    "TRACK_INTERVAL_S",
+    "UNKNOWN_PEER",
+    "HaService",
+    "Sources",
+    "discover_sources",
+]
+
+SERVICE_NAME = "ha"  # the supervisor's name of the service: where its `Applied` goes
 
 TRACK_INTERVAL_S = 0.1
 STOP_TIMEOUT_S = 2.0
@@ -104,6 +130,8 @@ class _Group:
         self.rejected: dict[str, int] = {}
         self.received = 0
         self.sent = 0
+        self.task: _Task | None = None  # the VIP loop
+        self.notifier_task: _Task | None = None
 
     @property
     def socket_key(self) -> tuple[str, int]:
@@ -116,6 +144,48 @@ class _Group:
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+
+class _Task:
+    """A task of the service's nursery that can be stopped alone (a group's VIP loop, a
+    socket's receiver, a command track), while the others go on."""
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.done = trio.Event()
+
+    async def run(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        try:
+            with self.scope:
+                await fn(*args)
+        finally:
+            self.done.set()
+
+    def cancel(self) -> None:
+        self.scope.cancel()
+
+    async def stop(self) -> None:
+        """Cancel the task and wait until it has finished."""
+        self.cancel()
+        await self.done.wait()
+
+
+@attrs.define
+class _Ready:
+    """What a config change prepared before it changes anything (`HaService._apply`)."""
+
+    groups: list[_Group] = attrs.field(factory=list)  # to start: added or rebuilt
+    sockets: dict[tuple[str, int], VrrpSocket] = attrs.field(factory=dict)  # opened for them
+    keys: dict[int, wire.AuthKeys | None] = attrs.field(factory=dict)  # by group: new key file
+    instances: dict[int, InstanceConfig] = attrs.field(factory=dict)  # the running groups'
+
+
+def _close_all(sockets: Mapping[tuple[str, int], VrrpSocket], groups: Iterable[_Group]) -> None:
+    """Close what prepared groups opened (they never ran)."""
+    for sock in sockets.values():
+        sock.close()
+    for group in groups:
+        group.announcer.close()
 
 
 def _merged(
@@ -159,6 +229,25 @@ class Sources:
         return found
 
 
+def _command_intervals(ha: Ha) -> dict[str, float]:
+    """The ``command`` tracks of the section: command → interval in seconds."""
+    return {
+        t.name: t.interval_ms / 1000
+        for group in ha.groups
+        for t in group.track
+        if t.type is TrackType.COMMAND
+    }
+
+
+def discover_sources(groups: Iterable[HaGroup]) -> Sources:
+    """Blocking (pyroute2): the advert source addresses on the groups' interfaces."""
+    groups = tuple(groups)
+    ifnames = {g.interface for g in groups}
+    ipv4 = vips.primary_addresses(ifnames, [v for g in groups for v in g.vips])
+    ipv6 = {name: ll for name in ifnames if (ll := vips.link_local_address(name)) is not None}
+    return Sources(ipv4=ipv4, ipv6=ipv6)
+
+
 def arrival(datagram: Datagram) -> float:
     """When ``datagram`` arrived, on Trio's clock: now, less the time it waited in the socket
     (from its kernel timestamp; clamped to [0, 1 s] against wall-clock steps)."""
@@ -181,26 +270,26 @@ class HaService:
     ) -> None:
         self.ha = ha
         self._store = store
-        self._sources = sources
         self._garp_count = garp_count
         self._track_interval_s = track_interval_s
         self._join_gate = join_gate
+        self._gate_open = not join_gate  # the join gate of the instances (`_join_loop`)
         self._locals = {group.id: sources.for_group(group) for group in ha.groups}
         self._groups: dict[int, _Group] = {}
         self._sync: list[SyncGroupCoordinator] = []
         self._lone: list[_Group] = []
         self._sockets: dict[tuple[str, int], VrrpSocket] = {}
+        self._receivers: dict[tuple[str, int], _Task] = {}
         self._counter = AuthCounter()
         self._addresses = vips.AddressEditor()
         self._timer_wake = trio.Event()
         self._track_wake = trio.Event()
         self._due = math.inf  # the deadline the timer loop last slept until
-        self._commands = {
-            t.name: CommandCheck(t.name, t.interval_ms / 1000)
-            for group in ha.groups
-            for t in group.track
-            if t.type is TrackType.COMMAND
-        }
+        self._commands: dict[str, CommandCheck] = {}
+        self._command_tasks: dict[str, _Task] = {}
+        self._nursery: trio.Nursery | None = None
+        # one config change, key reload or VIP change at a time: each awaits worker threads
+        self._changing = trio.Lock()
 
     @property
     def groups(self) -> Mapping[int, VrrpInstance]:
@@ -213,28 +302,21 @@ class HaService:
         await self._build()
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 for key, sock in self._sockets.items():
-                    nursery.start_soon(self._receive_loop, key, sock)
-                async with trio.open_nursery() as first:  # every command once, concurrently
-                    for check in self._commands.values():
-                        first.start_soon(check.check)
+                    self._receivers[key] = self._spawn(self._receive_loop, key, sock)
+                await self._add_commands(self.ha)  # every command once, before observing
                 await self._observe_tracks()  # observe before starting: a down link → FAULT
                 now = trio.current_time()
                 for group in self._groups.values():
-                    if self._join_gate:
-                        group.instance.set_join_gate(False, now)
-                    group.instance.start(now)
-                    nursery.start_soon(self._vip_loop, group)
-                    if group.notifier is not None:
-                        nursery.start_soon(group.notifier.run)
+                    self._start_group(group, now)
                 self.pump()
                 nursery.start_soon(self._timer_loop)
                 nursery.start_soon(self._track_loop)
-                for check in self._commands.values():
-                    nursery.start_soon(check.run, self._track_wake.set)
                 if self._join_gate:
                     nursery.start_soon(self._join_loop)
                 nursery.start_soon(self._config_loop)
+                nursery.start_soon(self._keys_loop)
                 nursery.start_soon(self._intent_loop)
                 log.info(
                     "ha_started",
@@ -244,6 +326,7 @@ class HaService:
                 )
                 task_status.started()
         finally:
+            self._nursery = None
             with trio.CancelScope(shield=True), trio.move_on_after(STOP_TIMEOUT_S):
                 await self._stop()
             for sock in self._sockets.values():
@@ -254,37 +337,83 @@ class HaService:
             self._addresses.close()
 
     async def _build(self) -> None:
-        join_timeout_s = self.ha.join_timeout_ms / 1000
-        for group in self.ha.groups:
-            auth = None
-            if group.auth_key_file is not None:
-                auth = await trio.to_thread.run_sync(read_auth_keys, group.auth_key_file)
-            g = _Group(group, self._locals[group.id], auth, join_timeout_s=join_timeout_s)
+        opened: dict[tuple[str, int], VrrpSocket] = {}
+        try:
+            for group in self.ha.groups:
+                g = await self._prepare(group, self._locals[group.id], opened, self.ha)
+                self._groups[group.id] = g
+                self._store.publish(role_key(group.id), HaRole.INIT)
+        except BaseException:
+            _close_all(opened, self._groups.values())
+            raise
+        self._sockets = opened
+        self._regroup()
+
+    async def _prepare(
+        self,
+        group: HaGroup,
+        local: IPAddress,
+        opened: dict[tuple[str, int], VrrpSocket],
+        ha: Ha,
+    ) -> _Group:
+        """A group of ``ha`` ready to start: keys read, VIPs placed, its socket open (added
+        to ``opened`` when new), the address requests and announcements prepared (so that a
+        takeover only sends). Raises `HaError` or `OSError` when it cannot run."""
+        auth = await self._read_keys(group)
+        join_timeout_s = ha.join_timeout_ms / 1000
+        g = _Group(group, local, auth, join_timeout_s=join_timeout_s)
+        try:
             g.vips = self._intended_vips(group)
             g.placed = await self._place(group.interface, g.vips)
-            self._groups[group.id] = g
-            self._store.publish(role_key(group.id), HaRole.INIT)
-        sockets: dict[tuple[str, int], VrrpSocket] = {}
-        try:
-            for g in self._groups.values():
-                if g.socket_key not in sockets:
-                    sockets[g.socket_key] = VrrpSocket.open(g.config.interface, g.local)
-        except BaseException:
-            for sock in sockets.values():
-                sock.close()
-            raise
-        self._sockets = sockets
-        for g in self._groups.values():  # so that a takeover only sends
+            if g.socket_key not in self._sockets and g.socket_key not in opened:
+                opened[g.socket_key] = VrrpSocket.open(group.interface, local)
             for ifname, addresses in g.placed.items():
                 self._addresses.prepare(ifname, addresses)
             if g.announced:
                 g.announcer.prepare(g.announced)
+        except BaseException:
+            g.announcer.close()
+            raise
+        return g
+
+    @staticmethod
+    async def _read_keys(group: HaGroup) -> wire.AuthKeys | None:
+        if group.auth_key_file is None:
+            return None
+        return await trio.to_thread.run_sync(read_auth_keys, group.auth_key_file)
+
+    def _regroup(self) -> None:
+        """The sync group coordinators and the lone groups, from ``self.ha`` and the running
+        groups; a group no longer in a sync group is no longer held by one."""
         in_sync: set[int] = set()
+        self._sync = []
         for sync in self.ha.sync_groups:
-            members = {gid: self._groups[gid].instance for gid in sync.groups}
+            members = {
+                gid: self._groups[gid].instance for gid in sync.groups if gid in self._groups
+            }
             self._sync.append(SyncGroupCoordinator(sync.name, members))
-            in_sync.update(sync.groups)
+            in_sync.update(members)
         self._lone = [g for gid, g in self._groups.items() if gid not in in_sync]
+        now = trio.current_time()
+        for group in self._lone:
+            if group.instance.faulted_by_sync:
+                group.instance.set_sync_fault(False, now)
+
+    def _start_group(self, group: _Group, now: float) -> None:
+        """Start the group's instance (gate closed while the service's is) and its tasks."""
+        if not self._gate_open:
+            group.instance.set_join_gate(False, now)
+        group.instance.start(now)
+        group.task = self._spawn(self._vip_loop, group)
+        if group.notifier is not None:
+            group.notifier_task = self._spawn(group.notifier.run)
+
+    def _spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> _Task:
+        """Run ``fn(*args)`` in the service's nursery as a task that can be stopped alone."""
+        assert self._nursery is not None
+        task = _Task()
+        self._nursery.start_soon(task.run, fn, *args)
+        return task
 
     def _intended_vips(self, group: HaGroup) -> tuple[IPAddress, ...]:
         """The group's VIPs in the intent (pool addresses included); its configured ones until
@@ -306,13 +435,17 @@ class HaService:
             group.instance.stop(now)
         self.pump()  # the priority-0 resignations leave here, synchronously
         for group in self._groups.values():
-            group.owns_vips = False
-            for ifname, addresses in _merged(group.placed, group.retired).items():
-                try:
-                    await trio.to_thread.run_sync(self._addresses.remove, ifname, addresses)
-                except Exception as exc:
-                    log.error("ha_vip_remove_failed", group=group.id, error=str(exc))
+            await self._release_all(group)
         log.info("ha_stopped")
+
+    async def _release_all(self, group: _Group) -> None:
+        """Remove every address the group may hold (after its instance stopped)."""
+        group.owns_vips = False
+        for ifname, addresses in _merged(group.placed, group.retired).items():
+            try:
+                await trio.to_thread.run_sync(self._addresses.remove, ifname, addresses)
+            except Exception as exc:
+                log.error("ha_vip_remove_failed", group=group.id, error=str(exc))
 
     # --- the one place instance output is handled ---------------------------------------------
 
@@ -418,14 +551,13 @@ class HaService:
             await trio.sleep(0)
 
     async def _receive_loop(self, key: tuple[str, int], sock: VrrpSocket) -> None:
-        by_vrid = {g.id: g for g in self._groups.values() if g.socket_key == key}
         while True:
             datagram = await sock.receive()
             payload = datagram.payload
             if datagram.src == sock.local or len(payload) < wire.HEADER_LENGTH:
                 continue
-            group = by_vrid.get(payload[1])
-            if group is None:
+            group = self._groups.get(payload[1])  # groups come and go with the config
+            if group is None or group.socket_key != key:
                 continue
             if group.peers and datagram.src not in group.peers:
                 self._reject(group, UNKNOWN_PEER, datagram.src)
@@ -497,13 +629,12 @@ class HaService:
         and close again while it is behind a peer that was down (the instances open them by
         themselves ``join_timeout_ms`` after they closed). The gate only holds preemption back:
         a node whose peer is gone still takes over when the master is."""
-        gate_open = not self._join_gate
         async for _ in self._store.watch(SYNC_RESYNCED.name):
             value = self._store.get(SYNC_RESYNCED)
             resynced = value is True
-            if resynced == gate_open:
+            if resynced == self._gate_open:
                 continue
-            gate_open = resynced
+            self._gate_open = resynced
             now = trio.current_time()
             for group in self._groups.values():
                 if group.instance.join_gate_open != resynced:
@@ -515,35 +646,193 @@ class HaService:
             self.pump()
 
     async def _config_loop(self) -> None:
-        """After each reload read the key files again: a key rotation needs no restart."""
-        async for cfg in each_reload(self._store):
-            await self._reload_keys(cfg)
+        """Apply each new ``ha`` section (`each_config`) and answer `Applied` for its
+        generation: with an error, and nothing changed, when it cannot run (a group's
+        interface, address or key file missing)."""
+        async for generation, cfg in each_config(self._store):
+            async with self._changing:
+                error = await self._apply(cfg)
+            self._store.publish(applied_key(SERVICE_NAME), Applied(generation, error))
+            log.info("ha_config_applied", generation=generation, error=error)
 
-    async def _reload_keys(self, cfg: Config) -> None:
-        configured = {g.id: g for g in (cfg.ha.groups if cfg.ha else ())}
-        for gid, group in self._groups.items():
-            new = configured.get(gid)
-            if new is None or new.auth_key_file is None:
-                continue  # a removed group or auth turned off: needs a restart (logged below)
+    async def _apply(self, cfg: Config) -> str | None:
+        """Apply ``cfg.ha`` over the running section; the error, or None when applied.
+        Without an ``ha`` section there is nothing to apply: the daemon stops the service."""
+        if cfg.ha is None or cfg.ha == self.ha:
+            return None
+        changes = reconfigure.plan(self.ha, cfg.ha)
+        try:
+            ready = await self._prepare_changes(changes, cfg.ha)
+        except (HaError, OSError) as exc:
+            log.error("ha_config_rejected", error=str(exc))
+            return str(exc)
+        await self._commit(changes, cfg.ha, ready)
+        return None
+
+    async def _prepare_changes(self, changes: reconfigure.HaChanges, ha: Ha) -> _Ready:
+        """Everything of ``changes`` that can fail, before anything changes: the new groups
+        (sources, sockets, keys, placement), the new key files and instance configs of the
+        changed groups. On failure what was opened is closed again."""
+        ready = _Ready()
+        try:
+            for group in changes.started:
+                local = await self._local_of(group, ready.sockets)
+                ready.groups.append(await self._prepare(group, local, ready.sockets, ha))
+            for change in changes.changed:
+                if change.new.auth_key_file != change.old.auth_key_file:
+                    ready.keys[change.id] = await self._read_keys(change.new)
+            join_timeout_s = ha.join_timeout_ms / 1000
+            started = {g.id for g in changes.started}
+            for group in ha.groups:
+                running = self._groups.get(group.id)
+                if running is not None and group.id not in started:
+                    ready.instances[group.id] = InstanceConfig.from_group(
+                        group, running.local, join_gate_timeout_s=join_timeout_s
+                    )
+        except BaseException:
+            _close_all(ready.sockets, ready.groups)
+            raise
+        return ready
+
+    async def _local_of(
+        self, group: HaGroup, opened: Mapping[tuple[str, int], VrrpSocket]
+    ) -> IPAddress:
+        """The advert source of a new group: that of the socket it shares, else looked up."""
+        family = group_family(group)
+        sock = self._sockets.get((group.interface, family)) or opened.get((group.interface, family))
+        if sock is not None:
+            return sock.local
+        sources = await trio.to_thread.run_sync(discover_sources, (group,))
+        return sources.for_group(group)
+
+    async def _commit(self, changes: reconfigure.HaChanges, ha: Ha, ready: _Ready) -> None:
+        """Apply prepared ``changes``: stop the removed and rebuilt groups (resigning), change
+        the others in place, start the new ones; close the sockets no group uses any more."""
+        await self._add_commands(ha)  # first: the new tracks have a result when they apply
+        for stopped in changes.stopped:
+            await self._remove_group(self._groups[stopped.id])
+        self.ha = ha
+        for key, sock in ready.sockets.items():
+            self._sockets[key] = sock
+            self._receivers[key] = self._spawn(self._receive_loop, key, sock)
+        now = trio.current_time()
+        for change in changes.changed:
+            self._change_group(self._groups[change.id], change, ready.keys)
+        for gid, config in ready.instances.items():
+            self._groups[gid].instance.reconfigure(config, now)
+        for group in ready.groups:
+            self._groups[group.id] = group
+            self._store.publish(role_key(group.id), HaRole.INIT)
+            log.info("ha_group_added", group=group.id, interface=group.config.interface)
+        self._regroup()
+        self._drop_commands(ha)
+        await self._observe_tracks()  # the new tracks, and the new groups before they start
+        now = trio.current_time()
+        for group in ready.groups:
+            self._start_group(group, now)
+        self.pump()
+        await self._close_unused_sockets()
+        for change in changes.changed:
+            running = self._groups[change.id]
+            wanted = self._intended_vips(running.config)
+            if wanted != running.vips:
+                await self._change_vips(running, wanted)
+
+    def _change_group(
+        self,
+        group: _Group,
+        change: reconfigure.GroupChange,
+        keys: Mapping[int, wire.AuthKeys | None],
+    ) -> None:
+        """The shell's part of an in-place change (the instance's is `reconfigure`)."""
+        old, new = change.old, change.new
+        group.config = new
+        group.peers = new.unicast_peers
+        if change.id in keys:
+            group.auth = keys[change.id]
+        if new.notify != old.notify:
+            if group.notifier_task is not None:
+                group.notifier_task.cancel()
+                group.notifier_task = None
+            group.notifier = Notifier(new.notify, new.id) if new.notify else None
+            if group.notifier is not None:
+                group.notifier_task = self._spawn(group.notifier.run)
+        log.info("ha_group_changed", group=group.id, fields=list(change.fields))
+
+    async def _remove_group(self, group: _Group) -> None:
+        """Stop a group: a MASTER resigns (priority 0: a backup takes over at once, RFC 5798
+        §6.4.3) and releases its VIPs; its role and status are no longer published."""
+        for task in (group.task, group.notifier_task):
+            if task is not None:
+                await task.stop()
+        group.instance.stop(trio.current_time())
+        self.pump()  # the resignation leaves here, before the group is gone
+        del self._groups[group.id]
+        self._regroup()
+        self._store.remove(group_status_key(group.id))
+        self._store.remove(role_key(group.id))
+        await self._release_all(group)
+        group.announcer.close()
+        log.info("ha_group_removed", group=group.id, interface=group.config.interface)
+
+    async def _close_unused_sockets(self) -> None:
+        used = {g.socket_key for g in self._groups.values()}
+        for key in [k for k in self._sockets if k not in used]:
+            await self._receivers.pop(key).stop()
+            self._sockets.pop(key).close()
+
+    async def _add_commands(self, ha: Ha) -> None:
+        """Run the new ``command`` tracks of ``ha``: each checked once at once (so a group
+        never sees a track without a result), then every interval; a changed interval is
+        taken by the running check."""
+        wanted = _command_intervals(ha)
+        for name, check in self._commands.items():
+            check.interval_s = wanted.get(name, check.interval_s)
+        new = [CommandCheck(n, i) for n, i in wanted.items() if n not in self._commands]
+        async with trio.open_nursery() as first:  # every new command once, concurrently
+            for check in new:
+                first.start_soon(check.check)
+        for check in new:
+            self._commands[check.command] = check
+            self._command_tasks[check.command] = self._spawn(check.run, self._track_wake.set)
+
+    def _drop_commands(self, ha: Ha) -> None:
+        """Stop the ``command`` tracks no group of ``ha`` has any more."""
+        wanted = _command_intervals(ha)
+        for name in [n for n in self._commands if n not in wanted]:
+            del self._commands[name]
+            self._command_tasks.pop(name).cancel()
+
+    async def _keys_loop(self) -> None:
+        """After each reload, changed config or not, read the key files again: a key rotation
+        needs no config change."""
+        async for _ in each_reload(self._store):
+            async with self._changing:
+                await self._reload_keys()
+
+    async def _reload_keys(self) -> None:
+        for gid, group in list(self._groups.items()):
+            path = group.config.auth_key_file
+            if path is None:
+                continue
             try:
-                keys = await trio.to_thread.run_sync(read_auth_keys, new.auth_key_file)
+                keys = await trio.to_thread.run_sync(read_auth_keys, path)
             except HaError as exc:
                 log.error("ha_keys_reload_failed", group=gid, error=str(exc))
                 continue
-            if keys != group.auth:
+            if keys != group.auth and self._groups.get(gid) is group:
                 group.auth = keys
                 ids = [k.id for k in (keys.current, keys.previous) if k is not None]
                 log.info("ha_keys_reloaded", group=gid, key_ids=ids)
-        if cfg.ha != self.ha:
-            log.warning("ha_config_changed", detail="HA changes other than keys apply on restart")
 
     async def _intent_loop(self) -> None:
         """Follow the groups' VIPs in the intent (pool addresses come and go with services)."""
         async for _ in self._store.watch(INTENT.name):
-            for group in self._groups.values():
-                wanted = self._intended_vips(group.config)
-                if wanted != group.vips:
-                    await self._change_vips(group, wanted)
+            async with self._changing:
+                for group in list(self._groups.values()):
+                    wanted = self._intended_vips(group.config)
+                    if wanted != group.vips:
+                        await self._change_vips(group, wanted)
 
     async def _change_vips(self, group: _Group, wanted: tuple[IPAddress, ...]) -> None:
         placed = await self._place(group.config.interface, wanted)
