@@ -13,10 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from appliance.lab.api import LabHandle
-from tests.lab.support import polling
+from tests.lab.support import config_tree, polling
 from tests.lab.support.bird_configs import Bird
 from tests.lab.support.dataplane import DAEMON, events
 from tests.lab.support.nodes import ROUTER, ROUTER6, SCENARIO3, example_config, write_config
@@ -41,41 +39,20 @@ def two_peer_config(workdir: Path) -> Path:
     return write_config(workdir, "node1", doc)
 
 
-def load(path: Path) -> dict[str, Any]:
-    tree = yaml.safe_load(path.read_text())
-    assert isinstance(tree, dict)
-    return tree
-
-
-def save(path: Path, tree: dict[str, Any]) -> None:
-    path.write_text(yaml.safe_dump(tree, sort_keys=False))
-
-
-def peer_of(tree: dict[str, Any], address: str) -> dict[str, Any]:
-    (peer,) = [p for p in tree["bgp"]["peers"] if p["address"] == address]
-    assert isinstance(peer, dict)
-    return peer
+PEERS = ("bgp", "peers")
 
 
 def edit_peer(path: Path, address: str, **changes: object) -> None:
-    tree = load(path)
-    peer_of(tree, address).update(changes)
-    save(path, tree)
+    config_tree.edit(path, PEERS, "address", address, **changes)
 
 
 def remove_peer(path: Path, address: str) -> dict[str, Any]:
     """Take peer ``address`` out of the config file; returns it (to add it back)."""
-    tree = load(path)
-    peer = peer_of(tree, address)
-    tree["bgp"]["peers"].remove(peer)
-    save(path, tree)
-    return peer
+    return config_tree.remove(path, PEERS, "address", address)
 
 
 def add_peer(path: Path, peer: dict[str, Any]) -> None:
-    tree = load(path)
-    tree["bgp"]["peers"].append(peer)
-    save(path, tree)
+    config_tree.add(path, PEERS, peer)
 
 
 def reload(handle: LabHandle, pid: int) -> dict[str, Any]:

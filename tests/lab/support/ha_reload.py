@@ -13,10 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from appliance.lab.api import LabHandle
-from tests.lab.support import polling
+from tests.lab.support import config_tree, polling
 from tests.lab.support.ha import WAIT_S, events, node_config
 
 VIPS = {1: "192.168.80.200", 2: "192.168.80.201"}
@@ -32,49 +30,28 @@ def two_group_config(tmp_path: Path, node: str) -> Path:
     """``node``'s scenario-1 config (`node_config`) with a second group: id 2, VIP .201, the
     same priorities, peers and key as group 1 (node1 150, node2 100, preempt)."""
     path = node_config(tmp_path, node)
-    tree = load(path)
+    tree = config_tree.load(path)
     (first,) = tree["ha"]["groups"]
     tree["ha"]["groups"].append({**first, "id": 2, "vips": [VIPS[2]], "track": []})
-    save(path, tree)
+    config_tree.save(path, tree)
     return path
 
 
-def load(path: Path) -> dict[str, Any]:
-    tree = yaml.safe_load(path.read_text())
-    assert isinstance(tree, dict)
-    return tree
-
-
-def save(path: Path, tree: dict[str, Any]) -> None:
-    path.write_text(yaml.safe_dump(tree, sort_keys=False))
-
-
-def group_of(tree: dict[str, Any], gid: int) -> dict[str, Any]:
-    (group,) = [g for g in tree["ha"]["groups"] if g["id"] == gid]
-    assert isinstance(group, dict)
-    return group
+GROUPS = ("ha", "groups")
 
 
 def edit_group(path: Path, gid: int, **changes: object) -> None:
     """Set ``changes`` in group ``gid`` of the config file."""
-    tree = load(path)
-    group_of(tree, gid).update(changes)
-    save(path, tree)
+    config_tree.edit(path, GROUPS, "id", gid, **changes)
 
 
 def remove_group(path: Path, gid: int) -> dict[str, Any]:
     """Take group ``gid`` out of the config file; returns it (to add it back)."""
-    tree = load(path)
-    group = group_of(tree, gid)
-    tree["ha"]["groups"].remove(group)
-    save(path, tree)
-    return group
+    return config_tree.remove(path, GROUPS, "id", gid)
 
 
 def add_group(path: Path, group: dict[str, Any]) -> None:
-    tree = load(path)
-    tree["ha"]["groups"].append(group)
-    save(path, tree)
+    config_tree.add(path, GROUPS, group)
 
 
 VERDICTS = ("reload_applied", "reload_unchanged", "reload_rejected")
