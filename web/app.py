@@ -13,7 +13,9 @@ from appliance.keys import CONFIG_GENERATION, RUNNING_CONFIG
 from appliance.state import StateStore
 
 from .auth import TokenAuth
+from .dashboard import dashboard_routes
 from .jsonable import to_jsonable
+from .metrics import metrics_routes
 from .routes_actions import action_routes
 from .routes_bgp import bgp_routes
 from .routes_config import config_routes
@@ -59,5 +61,7 @@ def create_app(store: StateStore, auth: TokenAuth | None = None) -> Starlette:
         *dataplane_routes(store),
         *action_routes(store, auth),
         *event_routes(store),
+        *dashboard_routes(),
+        *metrics_routes(store),
     ]
     return Starlette(routes=routes)
