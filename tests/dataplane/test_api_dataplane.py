@@ -248,6 +248,7 @@ async def test_services_lists_every_field(rig: Rig, client: httpx.AsyncClient) -
         "index": rig.indexes[("web", "192.168.80.101")],
         "weight": 2,
         "state": "active",
+        "drained": False,
         "health": "up",
         "probe": "tcp",
         "latency_ms": 0.412,
