@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from appliance.controller import DRAINED
+from appliance.ha.status import HA_CONTROL
 from appliance.keys import RUNNING_CONFIG
 from appliance.state import StateStore
 
@@ -53,10 +54,45 @@ def action_routes(store: StateStore, auth: TokenAuth) -> list[Route]:
             {"ok": True, "service": name, "endpoint": f"{address}:{port}", "drained": wanted}
         )
 
+    async def ha(request: Request) -> JSONResponse:
+        """POST /api/v1/ha/{group}/handoff, and /priority {"priority": 1-254 | null}."""
+        refusal = auth.refusal(request)
+        if refusal is not None:
+            return refusal
+        group, verb = request.path_params["group"], request.path_params["action"]
+        if verb not in ("handoff", "priority"):
+            return JSONResponse({"error": f"no HA action {verb!r}"}, 404)
+        try:
+            body = await json_body(request)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        priority = body.get("priority")
+        if verb == "priority" and not (
+            priority is None
+            or (
+                isinstance(priority, int)
+                and not isinstance(priority, bool)
+                and 1 <= priority <= 254
+            )
+        ):
+            return JSONResponse({"error": "priority: 1-254, or null for the configured one"}, 400)
+        control = store.get(HA_CONTROL)
+        if control is None:
+            return JSONResponse({"error": "HA is not running on this node"}, 404)
+        done = (
+            control.hand_off(group) if verb == "handoff" else control.set_priority(group, priority)
+        )
+        if not done:
+            return JSONResponse({"error": f"no HA group {group}"}, 404)
+        target = f"group {group}" + ("" if verb == "handoff" else f" priority {priority}")
+        auth.record(request, f"ha {verb}", target)
+        return JSONResponse({"ok": True, "group": group, "action": verb, "priority": priority})
+
     return [
         Route(
             "/api/v1/services/{service}/endpoints/{address}/{port:int}/drain",
             drain,
             methods=["POST"],
-        )
+        ),
+        Route("/api/v1/ha/{group:int}/{action:str}", ha, methods=["POST"]),
     ]

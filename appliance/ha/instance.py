@@ -86,6 +86,7 @@ class Reason(enum.StrEnum):
     FAULT = "fault"
     FAULT_CLEARED = "fault-cleared"
     SYNC_GROUP = "sync-group"
+    HANDOFF = "handoff"
 
 
 @attrs.frozen
@@ -337,6 +338,14 @@ class VrrpInstance:
         """Leave MASTER for BACKUP without resigning (the sync group follows a member)."""
         if self._state is State.MASTER:
             self._become_backup(now, reason)
+
+    def hand_off(self, now: float) -> None:
+        """An operator's graceful handoff: a MASTER resigns (priority 0, so a backup takes
+        over after its Skew_Time, RFC 5798 §6.4.3) and waits as a BACKUP; with the priority
+        the shell lowered beforehand it does not preempt back."""
+        if self._state is State.MASTER:
+            self._resign()
+            self._become_backup(now, Reason.HANDOFF)
 
     def set_join_gate(self, open: bool, now: float) -> None:
         """Close (until opened or ``join_gate_timeout``) or open the join gate."""

@@ -50,7 +50,7 @@ import trio
 
 from appliance.config.model import Config, Ha, HaGroup, TrackType
 from appliance.config.values import IPAddress
-from appliance.ha.status import GroupStatus, group_status_key
+from appliance.ha.status import HA_CONTROL, GroupStatus, group_status_key
 from appliance.intent import INTENT, HaRole, role_key
 from appliance.keys import (
     RUNNING_CONFIG,
@@ -66,7 +66,14 @@ from appliance.structlog import get_logger
 from . import garp, placement, reconfigure, tracking, vips, wire
 from .commands import CommandCheck, Notifier
 from .errors import HaError, HaErrorReason
-from .instance import InstanceConfig, SendAdvert, State, StateChanged, VrrpInstance
+from .instance import (
+    MIN_PRIORITY,
+    InstanceConfig,
+    SendAdvert,
+    State,
+    StateChanged,
+    VrrpInstance,
+)
 from .keyfile import read_auth_keys
 from .linkstate import oper_states
 from .observe import observe
@@ -290,6 +297,8 @@ class HaService:
         self._nursery: trio.Nursery | None = None
         # one config change, key reload or VIP change at a time: each awaits worker threads
         self._changing = trio.Lock()
+        #: operators' runtime priorities (group id -> priority), until cleared
+        self._overrides: dict[int, int] = {}
 
     @property
     def groups(self) -> Mapping[int, VrrpInstance]:
@@ -318,6 +327,7 @@ class HaService:
                 nursery.start_soon(self._config_loop)
                 nursery.start_soon(self._keys_loop)
                 nursery.start_soon(self._intent_loop)
+                self._store.publish(HA_CONTROL, self)
                 log.info(
                     "ha_started",
                     groups=[g.id for g in self._groups.values()],
@@ -327,6 +337,7 @@ class HaService:
                 task_status.started()
         finally:
             self._nursery = None
+            self._store.remove(HA_CONTROL)
             with trio.CancelScope(shield=True), trio.move_on_after(STOP_TIMEOUT_S):
                 await self._stop()
             for sock in self._sockets.values():
@@ -516,6 +527,7 @@ class HaService:
                 rejected=dict(group.rejected),
                 received=group.received,
                 sent=group.sent,
+                priority_override=self._overrides.get(group.id),
             ),
         )
 
@@ -686,13 +698,64 @@ class HaService:
             for group in ha.groups:
                 running = self._groups.get(group.id)
                 if running is not None and group.id not in started:
-                    ready.instances[group.id] = InstanceConfig.from_group(
-                        group, running.local, join_gate_timeout_s=join_timeout_s
+                    ready.instances[group.id] = self._instance_config(
+                        group, running.local, join_timeout_s
                     )
         except BaseException:
             _close_all(ready.sockets, ready.groups)
             raise
         return ready
+
+    def _instance_config(
+        self, group: HaGroup, local: IPAddress, join_timeout_s: float
+    ) -> InstanceConfig:
+        """The election parameters of ``group``, with an operator's runtime priority."""
+        config = InstanceConfig.from_group(group, local, join_gate_timeout_s=join_timeout_s)
+        override = self._overrides.get(group.id)
+        return config if override is None else attrs.evolve(config, priority=override)
+
+    # --- operator actions (HaControl) ---------------------------------------------------------
+
+    def set_priority(self, group_id: int, priority: int | None) -> bool:
+        """Run ``group_id`` with ``priority`` instead of the configured one (None: back to the
+        configured one); a role changes only if the priorities now say so. False: no such
+        group. `HaError` for a priority outside 1-254."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return False
+        previous = self._overrides.get(group_id)
+        if priority is None:
+            self._overrides.pop(group_id, None)
+        else:
+            self._overrides[group_id] = priority
+        try:
+            config = self._instance_config(
+                group.config, group.local, self.ha.join_timeout_ms / 1000
+            )
+        except HaError:
+            self._overrides.pop(group_id, None)
+            if previous is not None:
+                self._overrides[group_id] = previous
+            raise
+        group.instance.reconfigure(config, trio.current_time())
+        log.info("ha_priority_set", group=group_id, priority=priority)
+        self.pump()
+        self._publish_status(group)
+        return True
+
+    def hand_off(self, group_id: int) -> bool:
+        """Graceful handoff: this node's priority becomes the lowest (1, until cleared with
+        `set_priority`) and a MASTER resigns at once, so a backup takes over within its Skew
+        Time instead of after a failure's Master_Down_Interval. False: no such group."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return False
+        self.set_priority(group_id, MIN_PRIORITY)
+        group.instance.hand_off(trio.current_time())
+        log.info("ha_handoff", group=group_id)
+        self.pump()
+        self._publish_status(group)
+        return True
 
     async def _local_of(
         self, group: HaGroup, opened: Mapping[tuple[str, int], VrrpSocket]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import attrs
 
 from appliance.config.values import IPAddress
@@ -26,7 +28,20 @@ class GroupStatus:
     rejected: dict[str, int] = attrs.field(factory=dict)
     received: int = 0  # adverts accepted
     sent: int = 0  # adverts sent (one per destination)
+    #: an operator's runtime priority (API/CLI), in place of the configured one until cleared
+    priority_override: int | None = None
 
 
 def group_status_key(group_id: int) -> StateKey[GroupStatus]:
     return StateKey(f"ha/{group_id}/status")
+
+
+class HaControl(Protocol):
+    """Operator actions on the HA groups (published as a state value for the API)."""
+
+    def set_priority(self, group_id: int, priority: int | None) -> bool: ...
+
+    def hand_off(self, group_id: int) -> bool: ...
+
+
+HA_CONTROL = StateKey[HaControl]("ha/control")

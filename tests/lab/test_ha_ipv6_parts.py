@@ -245,7 +245,7 @@ def test_unsolicited_na_overrides_an_existing_entry(pair: Pair) -> None:
     old = "02:76:36:00:00:99"
     pair.ip(pair.b, "-6", "neigh", "replace", vip, "lladdr", old, "dev", IF_B, "nud", "stale")
     assert _neighbour_mac(pair, vip) == old
-    pair.py(pair.a, GARP, IF_A, vip, "192.0.2.10")  # a mixed list: ARP and NA
+    pair.py(pair.a, GARP, IF_A, vip, "192.168.80.210")  # a mixed list: ARP and NA
     wait_until(f"B to map {vip} to A's MAC", lambda: _neighbour_mac(pair, vip) == MAC_A)
 
 
