@@ -164,6 +164,11 @@ class VrrpInstance:
     def __init__(self, config: InstanceConfig) -> None:
         self.config = config
         self._state = State.INIT
+        #: the longest wait (s) between two adverts sent as MASTER (one mastership at a time):
+        #: a backup declares the master down after its Master_Down_Interval without one, so
+        #: this is what a slow event loop would be measured against
+        self.advert_gap_max = 0.0
+        self._advertised_at: float | None = None
         self._events: deque[Event] = deque()
         self._delta = 0
         self._local_fault = False
@@ -356,9 +361,14 @@ class VrrpInstance:
 
     def _set_state(self, new: State, reason: Reason) -> None:
         old, self._state = self._state, new
+        if new is not State.MASTER:
+            self._advertised_at = None  # the next mastership measures from its first advert
         self._events.append(StateChanged(old, new, reason))
 
     def _advertise(self, now: float) -> None:
+        if self._advertised_at is not None:
+            self.advert_gap_max = max(self.advert_gap_max, now - self._advertised_at)
+        self._advertised_at = now
         self._events.append(SendAdvert(self.priority, self.config.advert_interval_cs))
         self._adver_deadline = now + self.config.advert_interval_cs / 100
 

@@ -528,6 +528,7 @@ class HaService:
                 received=group.received,
                 sent=group.sent,
                 priority_override=self._overrides.get(group.id),
+                advert_gap_max_s=round(instance.advert_gap_max, 4),
             ),
         )
 

@@ -30,6 +30,9 @@ class GroupStatus:
     sent: int = 0  # adverts sent (one per destination)
     #: an operator's runtime priority (API/CLI), in place of the configured one until cleared
     priority_override: int | None = None
+    #: the longest wait between two adverts sent as MASTER (s; a backup's deadline is its
+    #: Master_Down_Interval)
+    advert_gap_max_s: float = 0.0
 
 
 def group_status_key(group_id: int) -> StateKey[GroupStatus]:

@@ -63,6 +63,25 @@ def test_lone_node_becomes_master_after_master_down_interval() -> None:
         assert inst.events() == [SendAdvert(100, 100)]
 
 
+def test_the_longest_advert_gap_is_measured_per_mastership() -> None:
+    """``advert_gap_max``: the longest wait between two adverts sent as MASTER — a timer
+    handled late (a slow event loop) shows in it; a new mastership starts afresh."""
+    inst = VrrpInstance(config(1))
+    inst.start(0.0)
+    inst.handle_timer(MDI_100)
+    assert inst.state is State.MASTER and inst.advert_gap_max == 0.0
+    inst.handle_timer(MDI_100 + 1)
+    assert inst.advert_gap_max == 1.0
+    inst.handle_timer(MDI_100 + 2.5)  # handled half a second late
+    assert inst.advert_gap_max == 1.5
+    inst.events()
+    inst.stop(10.0)  # INIT: the next mastership measures from its own first advert
+    inst.start(10.0)
+    inst.handle_timer(10.0 + MDI_100)
+    inst.handle_timer(11.0 + MDI_100)
+    assert inst.advert_gap_max == 1.5  # the largest so far, not a gap across the restart
+
+
 def test_two_nodes_elect_higher_priority() -> None:
     net = Net(a=VrrpInstance(config(1, 200)), b=VrrpInstance(config(2, 100)))
     net["a"].start(0.0)
