@@ -52,7 +52,16 @@ def test_daemon_boots_reloads_and_stops_in_a_node_namespace(
     assert "sysctl_set" in names
     assert "bpffs_mounted" in names
     ready = next(e for e in events if e["event"] == "daemon_ready")
-    assert ready["services"] == ["looplag", "intent", "dataplane", "health", "ha", "bgp", "web"]
+    assert ready["services"] == [
+        "looplag",
+        "config",
+        "intent",
+        "dataplane",
+        "health",
+        "ha",
+        "bgp",
+        "web",
+    ]
 
     os.kill(pid, signal.SIGHUP)
     handle.wait_for_log("daemon", "reload_unchanged")
