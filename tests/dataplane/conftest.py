@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -132,10 +133,19 @@ def _build_netns(name: str) -> Netns:
     return Netns(name, f"/run/netns/{name}", {link["ifname"]: link["ifindex"] for link in links})
 
 
+def _remove_stale_namespaces() -> None:
+    """Namespaces of earlier runs whose process died before its clean-up (a killed run)."""
+    for entry in Path("/run/netns").glob("tlbprog-*"):
+        pid = entry.name.removeprefix("tlbprog-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            subprocess.run(["ip", "netns", "delete", entry.name], check=False, timeout=10)
+
+
 @pytest.fixture(scope="session")
 def netns() -> Iterator[Netns]:
     if os.geteuid() != 0:
         pytest.fail("program tests need root (namespaces, BPF)")
+    _remove_stale_namespaces()
     name = f"tlbprog-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=10)
     try:
