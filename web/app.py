@@ -16,6 +16,7 @@ from .auth import TokenAuth
 from .dashboard import dashboard_routes
 from .jsonable import to_jsonable
 from .metrics import metrics_routes
+from .openapi import openapi_routes
 from .routes_actions import action_routes
 from .routes_bgp import bgp_routes
 from .routes_config import config_routes
@@ -63,5 +64,6 @@ def create_app(store: StateStore, auth: TokenAuth | None = None) -> Starlette:
         *event_routes(store),
         *dashboard_routes(),
         *metrics_routes(store),
+        *openapi_routes(),
     ]
     return Starlette(routes=routes)

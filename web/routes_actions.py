@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from appliance.controller import DRAINED
+from appliance.ha.instance import MIN_PRIORITY
 from appliance.ha.status import HA_CONTROL
 from appliance.keys import RUNNING_CONFIG
 from appliance.state import StateStore
@@ -66,7 +67,7 @@ def action_routes(store: StateStore, auth: TokenAuth) -> list[Route]:
             body = await json_body(request)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, 400)
-        priority = body.get("priority")
+        priority = body.get("priority") if verb == "priority" else MIN_PRIORITY
         if verb == "priority" and not (
             priority is None
             or (

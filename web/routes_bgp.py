@@ -115,6 +115,8 @@ def bgp_routes(store: StateStore, auth: TokenAuth) -> list[Route]:
         if refusal is not None:
             return refusal
         verb = request.path_params["action"]
+        if verb not in ("shutdown", "enable", "refresh"):
+            return JSONResponse({"error": f"no BGP action {verb!r}"}, 404)
         try:
             address = _peer_address(request)
             body = await json_body(request)
