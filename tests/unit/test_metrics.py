@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+import attrs
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,13 +28,14 @@ from appliance.keys import CONFIG_GENERATION, RELOADS, RUNNING_CONFIG
 from appliance.looplag import LOOP_LAG, LoopLag
 from appliance.state import StateStore
 from appliance.supervisor import ServiceState, ServiceStatus, service_key
-from appliance.sync.core import PeerStatus
-from appliance.sync.status import SYNC_STATUS, SyncStatus
+from appliance.sync.status import SYNC_STATUS
 from bgp.status import NeighborStatus, neighbor_key
 from bpf.programmer import EndpointStatus
 from bpf.programmer import ServiceStatus as DpServiceStatus
 from web.app import create_app
 from web.metrics import METRICS
+
+from . import sync_samples
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "scenario3-bgp-ecmp-node1.yaml"
 ROUTER = ipaddress.ip_address("192.168.80.254")
@@ -150,38 +152,7 @@ PROBES = (
     ),
 )
 
-PEER = PeerStatus(
-    peer=("192.168.80.253", 7946),
-    node_id=2,
-    state="up",
-    epoch=1234,
-    frames_sent=10,
-    frames_received=12,
-    ops_sent=200,
-    ops_received=3,
-    retransmits=1,
-    queue=4,
-    in_flight=2,
-    lag_s=0.0125,
-    resyncs_sent=1,
-    resyncs_received=1,
-    overflows=0,
-    last_heard_s=0.2,
-    rejected={"bad-mac": 2},
-)
-SYNC = SyncStatus(
-    node_id=1,
-    listen="192.168.80.252:7946",
-    resynced=True,
-    peers=(PEER,),
-    captured=200,
-    applied=3,
-    deleted=1,
-    kept_local=0,
-    skipped={"unknown-service": 5},
-    event_losses=1,
-    snapshots_sent=2,
-)
+SYNC = attrs.evolve(sync_samples.STATUS, event_losses=1, snapshots_sent=2)
 
 
 def populated() -> StateStore:

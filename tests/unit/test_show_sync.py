@@ -6,41 +6,13 @@ import httpx
 
 from appliance.cli_remote import sync_text
 from appliance.state import StateStore
-from appliance.sync.core import PeerStatus
 from appliance.sync.status import SYNC_STATUS, SyncStatus
 from web.app import create_app
 from web.jsonable import to_jsonable
 
-PEER = PeerStatus(
-    peer=("192.168.80.253", 7946),
-    node_id=2,
-    state="up",
-    epoch=1234,
-    frames_sent=10,
-    frames_received=12,
-    ops_sent=200,
-    ops_received=3,
-    retransmits=1,
-    queue=4,
-    in_flight=2,
-    lag_s=0.0125,
-    resyncs_sent=1,
-    resyncs_received=1,
-    overflows=0,
-    last_heard_s=0.2,
-    rejected={"bad-mac": 2},
-)
-STATUS = SyncStatus(
-    node_id=1,
-    listen="192.168.80.252:7946",
-    resynced=True,
-    peers=(PEER,),
-    captured=200,
-    applied=3,
-    deleted=1,
-    kept_local=0,
-    skipped={"unknown-service": 5},
-)
+from . import sync_samples
+
+PEER, STATUS = sync_samples.PEER, sync_samples.STATUS
 
 
 def test_sync_text() -> None:
