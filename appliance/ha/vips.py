@@ -19,10 +19,21 @@ from collections.abc import Iterable
 
 from appliance.config.values import IPAddress
 
-__all__ = ["AddressEditor", "add_vips", "link_local_address", "primary_addresses", "remove_vips"]
+__all__ = [
+    "VIP_PROTO",
+    "AddressEditor",
+    "add_vips",
+    "link_local_address",
+    "primary_addresses",
+    "release_owned",
+    "remove_vips",
+]
 
 AF_INET6 = 10
 IFA_F_NODAD = 0x02
+#: the address protocol (IFA_PROTO, Linux 6.3+) triolb tags its VIP addresses with, so that a
+#: node whose daemon is gone can release them (`release_owned`): values 0-3 are the kernel's
+VIP_PROTO = 0x74
 IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
 LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
@@ -142,6 +153,8 @@ def _address_request(kind: int, index: int, vip: IPAddress, seq: int) -> bytes:
         attributes.append(("IFA_LOCAL", str(vip)))
     elif kind == RTM_NEWADDR:
         attributes.append(("IFA_FLAGS", IFA_F_NODAD))
+    if kind == RTM_NEWADDR:
+        attributes.append(("IFA_PROTO", VIP_PROTO))
     msg["attrs"] = attributes
     flags = NLM_F_REQUEST | NLM_F_ACK
     if kind == RTM_NEWADDR:
@@ -185,6 +198,25 @@ def remove_vips(ifname: str, vips: Iterable[IPAddress]) -> list[IPAddress]:
         return editor.remove(ifname, vips)
     finally:
         editor.close()
+
+
+def release_owned() -> list[tuple[str, IPAddress]]:
+    """Blocking (pyroute2): remove every address triolb's HA added in this network namespace
+    (tagged `VIP_PROTO`); the (interface, address) pairs removed. For a node whose daemon is
+    gone and whose dataplane was flushed: it must stop answering for the VIPs (it would reset
+    the connections the peer took over)."""
+    from pyroute2 import IPRoute
+
+    removed: list[tuple[str, IPAddress]] = []
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for msg in ipr.get_addr():
+            if msg.get_attr("IFA_PROTO") != VIP_PROTO:
+                continue
+            address = ipaddress.ip_address(msg.get_attr("IFA_ADDRESS"))
+            ipr.addr("del", index=msg["index"], address=str(address), prefixlen=msg["prefixlen"])
+            removed.append((str(names.get(msg["index"], msg["index"])), address))
+    return removed
 
 
 def primary_addresses(
