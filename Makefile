@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PACKAGES := appliance bgp bpf web
 
-.PHONY: setup lint typecheck test unit demo bench clean
+.PHONY: setup lint typecheck test unit demo bench bench-report clean
 
 setup:
 	@bash scripts/setup.sh
@@ -26,7 +26,17 @@ demo: setup
 
 bench: setup
 	@mkdir -p bench/results
-	@set -e; for b in bench/*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(PY) $$b; done
+	@status=0; for b in bench/*.py; do \
+	  [ -e "$$b" ] && [ "$$b" != bench/report.py ] || continue; \
+	  echo "== $$b"; $(PY) $$b; rc=$$?; \
+	  [ $$rc -ne 130 ] || exit 130; \
+	  [ $$rc -eq 0 ] || status=1; \
+	done; \
+	echo "== bench/report.py"; $(PY) bench/report.py || status=1; \
+	exit $$status
+
+bench-report: setup
+	$(PY) bench/report.py
 
 clean:
 	$(VENV)/bin/triolb lab down || true

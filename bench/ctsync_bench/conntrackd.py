@@ -198,6 +198,7 @@ def measure(
     log(f"conntrackd: {len(lags)} of {len(connected)} seen on node2")
     return {
         "lag_ms": lag.summary(lags),
+        "lags_ms": [round(v, 3) for v in lags],
         "connections": count,
         "opened": opened,
         "connect_failures": failed,
