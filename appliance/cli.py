@@ -112,7 +112,22 @@ def _cmd_lab_down(args: argparse.Namespace) -> int:
 def _cmd_lab_demo(args: argparse.Namespace) -> int:
     from .lab.demo import run_demo
 
-    return run_demo(Path(args.config_dir), max_seconds=args.max_seconds)
+    return run_demo(
+        Path(args.config_dir), max_seconds=args.max_seconds, dashboard_port=args.dashboard_port
+    )
+
+
+def _cmd_lab_failover(args: argparse.Namespace) -> int:
+    from .lab.failover import run_failover
+
+    try:
+        return run_failover(args.restore_after, prefix=args.prefix)
+    except LookupError as exc:
+        print(f"{exc}; start one with `triolb lab demo`", file=sys.stderr)
+        return EXIT_FAILURE
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -158,10 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     down = lab.add_parser("down", help="remove a lab (all labs without PREFIX)")
     down.add_argument("prefix", nargs="?")
     down.set_defaults(func=_cmd_lab_down)
-    demo = lab.add_parser("demo", help="run the demo lab until Ctrl-C")
-    demo.add_argument("--config-dir", default=str(REPO_EXAMPLES))
-    demo.add_argument("--max-seconds", type=float, default=None)
+    demo = lab.add_parser(
+        "demo", help="scenario 4 with traffic and dashboards on 127.0.0.1, until Ctrl-C"
+    )
+    demo.add_argument("--config-dir", default=str(REPO_EXAMPLES), help="scenario4-ctsync-*.yaml")
+    demo.add_argument("--max-seconds", type=float, default=None, help="stop after N seconds")
+    demo.add_argument(
+        "--dashboard-port", type=int, default=8081, help="node1's dashboard; node2 on the next"
+    )
     demo.set_defaults(func=_cmd_lab_demo)
+    failover = lab.add_parser(
+        "failover", help="isolate the running demo's active node, restore it after S seconds"
+    )
+    failover.add_argument("--restore-after", type=float, default=20.0, metavar="S")
+    failover.add_argument("--prefix", default=None, help="the demo lab (when several run)")
+    failover.set_defaults(func=_cmd_lab_failover)
 
     add_show_parser(sub)
     add_bgp_parser(sub)
