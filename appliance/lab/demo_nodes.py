@@ -10,7 +10,6 @@ cheap enough to poll every second.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,9 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from appliance.lab.api import LabHandle
+from appliance.lab.examples import copy_example, daemon_argv
 from appliance.lab.scenarios import NODE_ADDRESSES
 
 NODES = ("node1", "node2")
@@ -44,29 +42,13 @@ def daemon_name(node: str) -> str:
 
 
 def write_config(config_dir: Path, workdir: Path, node: str) -> Path:
-    """``<config_dir>/scenario4-ctsync-<node>.yaml`` copied to ``workdir`` with its secret files
-    named absolutely (relative paths are relative to the example)."""
-    source = config_dir / f"{CONFIG_STEM}-{node}.yaml"
-    tree: dict[str, Any] = yaml.safe_load(source.read_text())
-
-    def absolute(value: str) -> str:
-        return str((config_dir / value).resolve())
-
-    for group in tree.get("ha", {}).get("groups", []):
-        if "auth_key_file" in group:
-            group["auth_key_file"] = absolute(group["auth_key_file"])
-    for section, key in (("sync", "key_file"), ("web", "token_file")):
-        if key in tree.get(section, {}):
-            tree[section][key] = absolute(tree[section][key])
-    path = workdir / f"{node}.yaml"
-    path.write_text(yaml.safe_dump(tree, sort_keys=False))
-    return path
+    """The node's scenario-4 config, copied to ``workdir`` with absolute secret paths."""
+    return copy_example(CONFIG_STEM, node, workdir, config_dir=config_dir)
 
 
 def spawn_daemon(handle: LabHandle, node: str, config: Path) -> int:
     """``triolb run`` in ``node``'s namespace with the host's mounts (pinned maps on bpffs)."""
-    argv = [sys.executable, "-m", "appliance", "run", "--config", str(config)]
-    return handle.spawn(node, daemon_name(node), [*argv, "--log-format", "json"], share_mounts=True)
+    return handle.spawn(node, daemon_name(node), daemon_argv(config), share_mounts=True)
 
 
 def wait_until(

@@ -30,9 +30,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from appliance.lab.api import LabHandle
+from appliance.lab.examples import copy_example, daemon_argv
 from tests.lab.support import polling
 from tests.lab.support.bird_configs import BirdRoute, parse_routes
 from tests.lab.support.dataplane import ToolRun
@@ -59,23 +58,14 @@ STOP_DRAIN_S = 10.0
 
 def node_config(tmp_path: Path, node: str) -> Path:
     """``node``'s config: examples/scenario4-ctsync-<node>.yaml as shipped, written to
-    ``tmp_path`` with its key and token files made absolute (they are relative to the
-    example)."""
-    tree: dict[str, Any] = yaml.safe_load((EXAMPLES / f"scenario4-ctsync-{node}.yaml").read_text())
-    for group in tree["ha"]["groups"]:
-        group["auth_key_file"] = str(EXAMPLES / group["auth_key_file"])
-    tree["sync"]["key_file"] = str(EXAMPLES / tree["sync"]["key_file"])
-    tree["web"]["token_file"] = str(EXAMPLES / tree["web"]["token_file"])
-    path = tmp_path / f"{node}.yaml"
-    path.write_text(yaml.safe_dump(tree, sort_keys=False))
-    return path
+    ``tmp_path`` with its key and token files made absolute."""
+    return copy_example("scenario4-ctsync", node, tmp_path)
 
 
 def spawn_daemon(handle: LabHandle, node: str, config: Path, name: str) -> int:
     """Start ``node``'s daemon with the host's mounts (its pinned maps outlive a kill and
     ``dataplane flush`` can reach them); returns its pid without waiting."""
-    argv = [sys.executable, "-m", "appliance", "run", "--config", str(config)]
-    return handle.spawn(node, name, [*argv, "--log-format", "json"], share_mounts=True)
+    return handle.spawn(node, name, daemon_argv(config), share_mounts=True)
 
 
 def wait_daemon_ready(handle: LabHandle, name: str) -> None:

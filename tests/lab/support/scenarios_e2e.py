@@ -35,6 +35,7 @@ import yaml
 
 from appliance.lab import bird
 from appliance.lab.api import LabHandle
+from appliance.lab.examples import copy_example, daemon_argv
 from appliance.lab.scenarios import ENDPOINT_ADDRESSES, L3_CLIENT_ADDRESS
 from appliance.lab.state import save_state
 from tests.lab.support import ctsync as cs
@@ -67,17 +68,7 @@ def example_config(
     """examples/<scenario>-<node>.yaml written to ``tmp_path/<node>.yaml`` with its secret
     files (HA key, sync key, web token) as absolute paths; ``ha_timings`` (e.g.
     ``{"advert_interval_ms": 100}``) overrides keys of every HA group, for timings only."""
-    tree: dict[str, Any] = yaml.safe_load((EXAMPLES / f"{scenario}-{node}.yaml").read_text())
-    for group in tree.get("ha", {}).get("groups", []):
-        group["auth_key_file"] = str(EXAMPLES / group["auth_key_file"])
-        group.update(ha_timings or {})
-    if "key_file" in tree.get("sync", {}):
-        tree["sync"]["key_file"] = str(EXAMPLES / tree["sync"]["key_file"])
-    if "token_file" in tree.get("web", {}):
-        tree["web"]["token_file"] = str(EXAMPLES / tree["web"]["token_file"])
-    path = tmp_path / f"{node}.yaml"
-    path.write_text(yaml.safe_dump(tree, sort_keys=False))
-    return path
+    return copy_example(scenario, node, tmp_path, ha_overrides=ha_timings)
 
 
 def daemon_name(node: str) -> str:
@@ -99,9 +90,7 @@ def start_daemons(
 
 
 def spawn_daemon(handle: LabHandle, node: str, config: Path, share_mounts: bool) -> int:
-    argv = [sys.executable, "-m", "appliance", "run", "--config", str(config)]
-    argv += ["--log-format", "json"]
-    return handle.spawn(node, daemon_name(node), argv, share_mounts=share_mounts)
+    return handle.spawn(node, daemon_name(node), daemon_argv(config), share_mounts=share_mounts)
 
 
 def event_time(event: Mapping[str, Any]) -> float:
